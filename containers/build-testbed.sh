@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build (or reuse) the Molecule testbed image without any registry.
+#   1. base:    debootstrap Debian bookworm with packages.txt, podman import,
+#               tagged by a hash of the package list and this script.
+#   2. testbed: the base plus the simulator files, tagged by a hash of the
+#               base tag and those files.
+# Prints the final image name (localhost/bemore-testbed:HASH) on stdout.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
+suite=bookworm
+
+for tool in podman debootstrap; do
+  command -v "$tool" >/dev/null || { echo "build-testbed: '$tool' is missing; install it with: apt-get install -y podman runc debootstrap" >&2; exit 2; }
+done
+
+hash_of() { cat "$@" | sha256sum | cut -c1-12; }
+packages=$(grep -v '^\s*#' "$here/testbed/packages.txt" | grep -v '^\s*$' | paste -sd, -)
+base_tag=$( { echo "$suite $packages"; sed -n '/^# BASE-START/,/^# BASE-END/p' "$0"; } | sha256sum | cut -c1-12)
+base="localhost/bemore-testbed-base:$base_tag"
+
+# BASE-START
+if ! podman image exists "$base"; then
+  echo "build-testbed: building $base (debootstrap $suite, about a minute)" >&2
+  work=$(mktemp -d /var/tmp/bemore-rootfs.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  debootstrap --variant=minbase --include="$packages" "$suite" "$work/rootfs" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+  rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
+  tar -C "$work/rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$base" >/dev/null
+fi
+# BASE-END
+
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+cp "$here/testbed/Containerfile" "$here/testbed/bemore.service" "$here/testbed/bemore-seed.service" \
+   "$repo/sandbox/bemore_sim.py" "$repo/sandbox/sandboxctl.py" "$repo/module_utils/bemore_api.py" "$ctx/"
+tag=$( { echo "$base"; cd "$ctx" && cat Containerfile bemore.service bemore-seed.service bemore_sim.py sandboxctl.py bemore_api.py; } | sha256sum | cut -c1-12)
+image="localhost/bemore-testbed:$tag"
+if ! podman image exists "$image"; then
+  echo "build-testbed: building $image" >&2
+  podman build --pull=never --build-arg "BASE_IMAGE=$base" -t "$image" "$ctx" >&2
+fi
+echo "$image"

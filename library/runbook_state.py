@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: BeMore maintenance runbooks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: runbook_state
+short_description: Keep small per-host JSON state between runbook runs
+description:
+  - Reads and writes one JSON document per host and topic under a state
+    directory, usually on the control node (C(delegate_to: localhost)), so that
+    rules spanning runs work - a restart seen as a smaller uptime, an error
+    rate over a 5-minute window, disk growth since earlier runs.
+  - Writes are atomic (temporary file and rename) and serialised with a lock,
+    so parallel forks for different hosts never corrupt a document.
+version_added: "1.0.0"
+options:
+  dir:
+    description: Absolute path of the state directory; created (mode 0700) when missing.
+    type: path
+    required: true
+  host:
+    description: Host the state belongs to; letters, digits, C(.), C(_), C(@) and C(-) only.
+    type: str
+    required: true
+  topic:
+    description: Name of the document, for example C(health); same character rules as I(host).
+    type: str
+    required: true
+  action:
+    description:
+      - C(get) returns the document (or I(default) when there is none).
+      - C(set) replaces it with I(data).
+      - C(append) adds I(data) as one sample to the list in the document,
+        drops samples older than I(max_age_s) and keeps at most I(max_items).
+    type: str
+    choices: [get, set, append]
+    default: get
+  data:
+    description: The document for C(set), the sample for C(append).
+    type: raw
+  default:
+    description: What C(get) returns when no document exists.
+    type: raw
+  max_items:
+    description: With C(append), the most samples kept.
+    type: int
+    default: 500
+  max_age_s:
+    description: With C(append), samples whose C(ts) field is older than this many seconds are dropped; 0 keeps all.
+    type: float
+    default: 0
+attributes:
+  check_mode:
+    support: full
+    description: In check mode nothing is written; the result shows what would be stored.
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+author:
+  - BeMore maintenance runbooks contributors
+"""
+
+EXAMPLES = r"""
+- name: Read the previous health record
+  runbook_state:
+    dir: /var/lib/bemore-runbooks/state
+    host: "{{ inventory_hostname }}"
+    topic: health
+  delegate_to: localhost
+
+- name: Add an error-rate sample, keeping 10 minutes of history
+  runbook_state:
+    dir: /var/lib/bemore-runbooks/state
+    host: "{{ inventory_hostname }}"
+    topic: error_rate
+    action: append
+    data: {ts: 1735689600, rate: 0.05}
+    max_age_s: 600
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+data:
+  description: The document after the action (for C(get), as read).
+  returned: always
+  type: raw
+previous:
+  description: The document before the action; null when there was none.
+  returned: always
+  type: raw
+state_file:
+  description: File that holds the document.
+  returned: always
+  type: str
+"""
+
+import errno
+import fcntl
+import json
+import os
+import re
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
+
+
+def safe_name(kind, value):
+    if not _NAME.match(value or "") or value in (".", ".."):
+        raise ValueError("%s %r may only contain letters, digits, '.', '_', '@' and '-'" % (kind, value))
+    return value
+
+
+def state_file(state_dir, host, topic):
+    return os.path.join(state_dir, safe_name("host", host), safe_name("topic", topic) + ".json")
+
+
+def read(path, default=None):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+            return default
+        if isinstance(exc, ValueError):
+            # A corrupt document must not stop monitoring; start afresh.
+            return default
+        raise
+
+
+def write_atomic(path, data):
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def appended(samples, sample, max_items, max_age_s, now=None):
+    """Return the new sample list: old ones trimmed by age and count."""
+    now = time.time() if now is None else now
+    samples = list(samples) if isinstance(samples, list) else []
+    samples.append(sample)
+    if max_age_s and max_age_s > 0:
+        samples = [s for s in samples
+                   if not isinstance(s, dict) or not isinstance(s.get("ts"), (int, float))
+                   or now - s["ts"] <= max_age_s]
+    if max_items > 0:
+        samples = samples[-max_items:]
+    return samples
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dir=dict(type="path", required=True),
+            host=dict(type="str", required=True),
+            topic=dict(type="str", required=True),
+            action=dict(type="str", default="get", choices=["get", "set", "append"]),
+            data=dict(type="raw"),
+            default=dict(type="raw"),
+            max_items=dict(type="int", default=500),
+            max_age_s=dict(type="float", default=0),
+        ),
+        required_if=[("action", "set", ["data"]), ("action", "append", ["data"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not os.path.isabs(p["dir"]):
+        module.fail_json(msg="dir must be an absolute path, got %r" % p["dir"])
+    try:
+        path = state_file(p["dir"], p["host"], p["topic"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if p["action"] == "get":
+        module.exit_json(changed=False, data=read(path, p["default"]), previous=read(path), state_file=path)
+
+    lock_path = os.path.join(p["dir"], ".lock")
+    try:
+        if not module.check_mode:
+            os.makedirs(p["dir"], mode=0o700, exist_ok=True)
+            lock = open(lock_path, "a")  # pylint: disable=consider-using-with
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = read(path)
+        if p["action"] == "set":
+            new = p["data"]
+        else:
+            new = appended(previous, p["data"], p["max_items"], p["max_age_s"])
+        changed = new != previous
+        if changed and not module.check_mode:
+            write_atomic(path, new)
+    except OSError as exc:
+        module.fail_json(msg="cannot update state file %s: %s" % (path, exc.strerror or exc))
+    diff = {"before": json.dumps(previous, indent=1, sort_keys=True) + "\n",
+            "after": json.dumps(new, indent=1, sort_keys=True) + "\n",
+            "before_header": path, "after_header": path}
+    module.exit_json(changed=changed, data=new, previous=previous, state_file=path, diff=diff)
+
+
+if __name__ == "__main__":
+    main()
