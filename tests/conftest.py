@@ -1,0 +1,153 @@
+"""Shared fixtures: the real simulator on a free loopback port, and a runner
+for custom modules in the style of ansible-core's and community.general's
+unit tests (patch_module_args, SystemExit, JSON read from stdout)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# Custom module_utils are importable as ansible.module_utils.<name> inside
+# Ansible (ansible.cfg: module_utils); make pytest see them the same way.
+import ansible.module_utils  # noqa: E402
+
+for _file in sorted(os.listdir(os.path.join(REPO, "module_utils"))):
+    if _file.endswith(".py") and not _file.startswith("_"):
+        _name = _file[:-3]
+        _mod = _load("ansible.module_utils." + _name, os.path.join(REPO, "module_utils", _file))
+        setattr(ansible.module_utils, _name, _mod)
+
+
+def load_module(name):
+    """Import library/<name>.py as a Python module."""
+    return _load("library_" + name, os.path.join(REPO, "library", name + ".py"))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sim(object):
+    """A running simulator process and helpers to drive its fault injection."""
+
+    def __init__(self, tmp_path, faults=(), extra=()):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log_file = str(tmp_path / "app.log")
+        cmd = [sys.executable, os.path.join(REPO, "sandbox", "bemore_sim.py"), "--port", str(self.port),
+               "--log-file", self.log_file, "--cors-origin", "https://app.bemore.dev"] + list(extra)
+        for fault in faults:
+            cmd += ["--fault", fault]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("simulator did not start: %s" % self.proc.stderr.read().decode())
+                time.sleep(0.05)
+
+    def control(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def fault(self, **faults):
+        return self.control("POST", "/__sim/faults", faults)
+
+    def clear(self):
+        return self.control("DELETE", "/__sim/faults")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def sim(tmp_path):
+    server = Sim(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim_factory(tmp_path):
+    started = []
+
+    def make(*faults, extra=()):
+        server = Sim(tmp_path, faults, extra)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+class ModuleExit(Exception):
+    pass
+
+
+@pytest.fixture
+def run_module(capsys):
+    """Run library/<name>.py main() with args; return (result dict, failed)."""
+    from ansible.module_utils.testing import patch_module_args
+
+    def runner(name, args, check_mode=False):
+        module = load_module(name)
+        if check_mode:
+            args = dict(args, _ansible_check_mode=True)
+        with patch_module_args(args):
+            with pytest.raises(SystemExit) as exc:
+                module.main()
+        out = capsys.readouterr().out
+        result = json.loads(out)
+        assert (exc.value.code != 0) == bool(result.get("failed")), "exit code and 'failed' disagree"
+        return result
+
+    return runner
+
+
+@pytest.fixture
+def ansible_env(tmp_path):
+    """Environment for ansible-playbook runs from tests: the project's config,
+    and state/report folders of the test's own."""
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
+        "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+        "BEMORE_STATE_DIR": str(tmp_path / "state"),
+        "BEMORE_REPORT_DIR": str(tmp_path / "reports"),
+        "BEMORE_SANDBOX_DIR": str(tmp_path / "sandbox"),
+        "ANSIBLE_NOCOLOR": "1",
+    })
+    return env
