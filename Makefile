@@ -28,6 +28,7 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 demo: venv
+	@rm -rf .state/sandbox  # a freshly started simulator is not a restart worth reporting
 	@$(PY) sandbox/sandboxctl.py start
 	@rc=0; ansible-playbook playbooks/weekly.yml >.sandbox/demo.log 2>&1 || rc=$$?; \
 	  $(PY) sandbox/sandboxctl.py stop >/dev/null; \

@@ -121,11 +121,8 @@ commit_matches:
   type: bool
 """
 
-import datetime
-import re
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_api import ApiError, Client, is_timestamp, validate
+from ansible.module_utils.bemore_api import ApiError, Client, is_timestamp, parse_time, validate
 
 
 def commits_match(expected, actual):
@@ -136,19 +133,6 @@ def commits_match(expected, actual):
     if len(expected) >= 7 and len(actual) >= 7:
         return expected.startswith(actual) or actual.startswith(expected)
     return expected == actual
-
-
-def parse_time(value):
-    """Seconds since the epoch for an ISO 8601 time stamp, or None."""
-    if not is_timestamp(value):
-        return None
-    text = value.replace("Z", "+00:00")
-    if re.search(r"[+-]\d{4}$", text):
-        text = text[:-2] + ":" + text[-2:]
-    try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
 
 
 def restarted_since(uptime, previous_uptime, now_ts=None, previous_ts=None, tolerance=60.0):

@@ -11,7 +11,7 @@ module: runbook_state
 short_description: Keep small per-host JSON state between runbook runs
 description:
   - Reads and writes one JSON document per host and topic under a state
-    directory, usually on the control node (C(delegate_to: localhost)), so that
+    directory, usually on the control node (with C(delegate_to) localhost), so that
     rules spanning runs work - a restart seen as a smaller uptime, an error
     rate over a 5-minute window, disk growth since earlier runs.
   - Writes are atomic (temporary file and rename) and serialised with a lock,

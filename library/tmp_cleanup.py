@@ -36,11 +36,11 @@ options:
     type: str
     required: true
   max_age_days:
-    description: Files older than this many days are deleted. 0 means every file (emergency cleanup).
+    description: Files older than this many days are deleted; 0 means every file (emergency cleanup).
     type: float
     default: 7
   max_size_mb:
-    description: After the age rule, the oldest files are deleted until the tree holds at most this many MB (MiB). 0 disables the cap.
+    description: After the age rule, the oldest files are deleted until the tree holds at most this many MB (MiB); 0 disables the cap.
     type: float
     default: 500
   patterns:
@@ -49,7 +49,10 @@ options:
     elements: str
     default: ['*']
   excludes:
-    description: Shell globs of names or paths relative to I(path) that are never touched (and directories never entered).
+    description:
+      - Shell globs of names or paths relative to I(path) that are never
+        touched. Excluded files still count toward the size; excluded
+        directories are never entered, so their content does not.
     type: list
     elements: str
     default: []
@@ -71,7 +74,7 @@ options:
     type: bool
     default: false
   max_runtime_s:
-    description: Stop cleanly after this many seconds and report what was done. 0 means no limit.
+    description: Stop cleanly after this many seconds and report what was done; 0 means no limit.
     type: float
     default: 0
   lock_timeout:
@@ -130,7 +133,7 @@ bytes_freed:
   returned: always
   type: int
 files_remaining:
-  description: Regular files left in the tree.
+  description: Regular files left in the tree (excluded files included, the content of excluded directories not).
   returned: always
   type: int
 bytes_remaining:
@@ -142,8 +145,10 @@ deleted_by:
   returned: always
   type: dict
   sample: {age: 12, size_cap: 3}
-skipped:
-  description: Entries left alone, by reason.
+skipped_by:
+  description:
+    - Entries left alone, by reason. (Not named C(skipped), which Ansible
+      reserves; a true C(skipped) in a result marks the task as skipped.)
   returned: always
   type: dict
   sample: {open: 1, symlink: 2, other_filesystem: 0, excluded: 4, vanished: 0, permission: 0, special: 0, too_deep: 0}
@@ -291,7 +296,13 @@ class Cleanup(object):
                 sizes.append(st.st_size)
             return False
 
+        def on_protected(st):
+            remaining[0] += 1
+            remaining[1] += st.st_size
+
+        walker.on_protected = on_protected
         complete = walker.walk(on_file)
+        walker.on_protected = None
         return complete, stamps, sizes, remaining
 
     def _cap_pass(self, threshold, budget):
@@ -347,7 +358,7 @@ class Cleanup(object):
         return {
             "root": self.root, "files_deleted": self.files_deleted, "bytes_freed": self.bytes_freed,
             "files_remaining": self.files_remaining, "bytes_remaining": self.bytes_remaining,
-            "deleted_by": dict(self.deleted_by), "skipped": dict(walker.skipped), "deleted": self.deleted,
+            "deleted_by": dict(self.deleted_by), "skipped_by": dict(walker.skipped), "deleted": self.deleted,
             "deleted_truncated": self.files_deleted > len(self.deleted), "dirs_removed": walker.dirs_removed,
             "errors": list(walker.errors), "interrupted": walker.interrupted, "over_cap": self.over_cap,
         }

@@ -13,6 +13,7 @@ disagree about what a valid answer is.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import socket
@@ -136,6 +137,19 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{
 
 def is_timestamp(value):
     return isinstance(value, str) and bool(_TIMESTAMP.match(value))
+
+
+def parse_time(value):
+    """Seconds since the epoch for an ISO 8601 time stamp of the API, or None."""
+    if not is_timestamp(value):
+        return None
+    text = value.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
 
 
 def join_url(base_url, path):

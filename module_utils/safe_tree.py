@@ -139,6 +139,8 @@ class Walker(object):
         self.interrupted = False
         self.root_fd = None
         self.root_dev = None
+        # Called with the lstat of excluded regular files, which still take space.
+        self.on_protected = None
 
     def error(self, relpath, exc):
         if len(self.errors) < self.max_errors:
@@ -244,6 +246,8 @@ class Walker(object):
                 if self.excluded(name, relpath):
                     self.skipped["excluded"] += 1
                     frame[3] += 1
+                    if self.on_protected is not None and stat.S_ISREG(mode):
+                        self.on_protected(st)
                     continue
                 if self.one_file_system and st.st_dev != self.root_dev:
                     self.skipped["other_filesystem"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible.module_utils.bemore_api import parse_time
 from tests.conftest import free_port, load_module
 
 health = load_module("bemore_health")
@@ -34,9 +35,9 @@ def test_restarted_since(uptime, prev_uptime, now, prev, tolerance, restarted):
 
 
 def test_parse_time_accepts_the_guides_format_and_refuses_junk():
-    assert health.parse_time("2025-10-24T17:45:00.000Z") == 1761327900.0
-    assert health.parse_time("2025-10-24T19:45:00+0200") == 1761327900.0
-    assert health.parse_time("yesterday") is None
+    assert parse_time("2025-10-24T17:45:00.000Z") == 1761327900.0
+    assert parse_time("2025-10-24T19:45:00+0200") == 1761327900.0
+    assert parse_time("yesterday") is None
 
 
 def test_healthy_service(run_module, sim):
