@@ -186,7 +186,7 @@ import time
 from array import array
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.safe_tree import UnsafeRoot, Walker, check_root, compile_globs, open_files
+from ansible.module_utils.safe_tree import UnsafeRoot, Walker, check_root, compile_globs, join, open_files
 
 DAY = 86400.0
 MB = 1024 * 1024
@@ -255,43 +255,43 @@ class Cleanup(object):
         self.over_cap = False
 
     # -- helpers -----------------------------------------------------------
-    def _record(self, relpath, st, reason, stamp):
+    def _record(self, dir_fd_base, name, st, reason, stamp):
         self.files_deleted += 1
         self.deleted_by[reason] += 1
         size = st.st_size if stat.S_ISREG(st.st_mode) else 0
         self.bytes_freed += size
         if len(self.deleted) < self.deleted_limit:
-            self.deleted.append({"path": os.path.join(self.root, relpath), "size": size,
+            self.deleted.append({"path": os.path.join(self.root, join(dir_fd_base, name)), "size": size,
                                  "age_days": round((self.now - stamp) / DAY, 2), "reason": reason})
-
-    def _considered(self, name):
-        return self.patterns is None or self.patterns.match(name) is not None
 
     # -- the two walks ---------------------------------------------------------
     def _age_pass(self):
-        walker, max_age, now, attr = self.walker, self.max_age, self.now, self.stamp_attr
-        held, skip_open = self.held, self.skip_open_files
+        walker, now, attr, patterns = self.walker, self.now, self.stamp_attr, self.patterns
+        cutoff = self.now - self.max_age  # older than this goes
+        held = self.held if self.skip_open_files else None
+        skipped, unlink, record = walker.skipped, walker.unlink, self._record
+        collect = bool(self.cap)
         stamps, sizes = array("d"), array("q")
         remaining = [0, 0]
+        S_ISLNK = stat.S_ISLNK
 
-        def on_file(dir_fd, name, st, relpath):
+        def on_file(dir_fd, name, st, base):
             stamp = getattr(st, attr)
-            is_link = stat.S_ISLNK(st.st_mode)
-            if self._considered(name) and now - stamp > max_age:
-                if skip_open and (st.st_dev, st.st_ino) in held:
-                    walker.skipped["open"] += 1
-                elif walker.unlink(dir_fd, name, relpath):
-                    self._record(relpath, st, "age", stamp)
+            considered = patterns is None or patterns.match(name) is not None
+            if considered and stamp < cutoff:
+                if held and (st.st_dev, st.st_ino) in held:
+                    skipped["open"] += 1
+                elif unlink(dir_fd, name, base):
+                    record(base, name, st, "age", stamp)
                     return True
-                elif is_link:
+                elif S_ISLNK(st.st_mode):
                     return False
-            if is_link:
-                walker.skipped["symlink"] += 1
+            if S_ISLNK(st.st_mode):
+                skipped["symlink"] += 1
                 return False
             remaining[0] += 1
             remaining[1] += st.st_size
-            if (self.cap and self._considered(name) and now - stamp <= max_age
-                    and not (skip_open and (st.st_dev, st.st_ino) in held)):
+            if collect and considered and stamp >= cutoff and not (held and (st.st_dev, st.st_ino) in held):
                 stamps.append(stamp)
                 sizes.append(st.st_size)
             return False
@@ -306,25 +306,26 @@ class Cleanup(object):
         return complete, stamps, sizes, remaining
 
     def _cap_pass(self, threshold, budget):
-        walker, max_age, now, attr = self.walker, self.max_age, self.now, self.stamp_attr
-        held, skip_open = self.held, self.skip_open_files
+        walker, attr, patterns = self.walker, self.stamp_attr, self.patterns
+        cutoff = self.now - self.max_age
+        held = self.held if self.skip_open_files else None
         state = {"budget": budget}
 
-        def on_file(dir_fd, name, st, relpath):
-            if not stat.S_ISREG(st.st_mode) or not self._considered(name):
+        def on_file(dir_fd, name, st, base):
+            if not stat.S_ISREG(st.st_mode) or not (patterns is None or patterns.match(name) is not None):
                 return False
             stamp = getattr(st, attr)
-            if now - stamp > max_age:
+            if stamp < cutoff:
                 return False  # the age pass already dealt with it (open, or check mode)
             if stamp > threshold or (stamp == threshold and state["budget"] <= 0):
                 return False
-            if skip_open and (st.st_dev, st.st_ino) in held:
+            if held and (st.st_dev, st.st_ino) in held:
                 walker.skipped["open"] += 1
                 return False
-            if walker.unlink(dir_fd, name, relpath):
+            if walker.unlink(dir_fd, name, base):
                 if stamp == threshold:
                     state["budget"] -= st.st_size
-                self._record(relpath, st, "size_cap", stamp)
+                self._record(base, name, st, "size_cap", stamp)
                 self.files_remaining -= 1
                 self.bytes_remaining -= st.st_size
                 return True

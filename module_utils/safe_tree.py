@@ -35,6 +35,11 @@ MAX_DEPTH = 200  # each level holds two descriptors; containers here allow 1024
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
+def join(base, name):
+    """Relative path of ``name`` in the directory ``base`` ("" is the root)."""
+    return base + "/" + name if base else name
+
+
 class UnsafeRoot(ValueError):
     """The requested root must not be cleaned."""
 
@@ -116,8 +121,9 @@ def open_files(root_dev):
 class Walker(object):
     """Depth-first walk through directory descriptors.
 
-    ``walk(on_file)`` calls ``on_file(dir_fd, name, st, relpath)`` for every
-    non-directory entry (``st`` from lstat, so symlinks are seen as links);
+    ``walk(on_file)`` calls ``on_file(dir_fd, name, st, base)`` for every
+    non-directory entry (``st`` from lstat, so symlinks are seen as links;
+    ``base`` is the relative path of its directory, "" for the root);
     it returns True when the entry was (or in check mode would be) removed.
     Counters of skipped entries and bounded error messages are kept on the
     instance.
@@ -203,6 +209,10 @@ class Walker(object):
         # Stack entries: [fd, scandir iterator, relpath, entries left, name in parent]
         stack = [[self.root_fd, os.scandir(self.root_fd), "", 0, None]]
         tick = 0
+        # Locals: this loop runs once per entry of trees with millions of files.
+        skipped, excludes, deadline = self.skipped, self.excludes, self.deadline
+        one_fs, root_dev = self.one_file_system, self.root_dev
+        S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
         try:
             while stack:
                 frame = stack[-1]
@@ -228,34 +238,34 @@ class Walker(object):
                         stack[-1][3] += 1
                     continue
                 tick += 1
-                if self.deadline is not None and not tick & 1023 and time.monotonic() > self.deadline:
+                if deadline is not None and not tick & 1023 and time.monotonic() > deadline:
                     self.interrupted = True
                     return False
                 name = entry.name
-                relpath = base + name if not base else base + "/" + name
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError as exc:
                     if exc.errno == errno.ENOENT:
-                        self.skipped["vanished"] += 1
+                        skipped["vanished"] += 1
                     else:
-                        self.skipped["permission"] += 1
-                        self.error(relpath, exc)
+                        skipped["permission"] += 1
+                        self.error(join(base, name), exc)
                     continue
                 mode = st.st_mode
-                if self.excluded(name, relpath):
-                    self.skipped["excluded"] += 1
+                if excludes is not None and (excludes.match(name) or excludes.match(join(base, name))):
+                    skipped["excluded"] += 1
                     frame[3] += 1
-                    if self.on_protected is not None and stat.S_ISREG(mode):
+                    if self.on_protected is not None and S_ISREG(mode):
                         self.on_protected(st)
                     continue
-                if self.one_file_system and st.st_dev != self.root_dev:
-                    self.skipped["other_filesystem"] += 1
+                if one_fs and st.st_dev != root_dev:
+                    skipped["other_filesystem"] += 1
                     frame[3] += 1
                     continue
-                if stat.S_ISDIR(mode):
+                if S_ISDIR(mode):
+                    relpath = join(base, name)
                     if len(stack) >= MAX_DEPTH:
-                        self.skipped["too_deep"] += 1
+                        skipped["too_deep"] += 1
                         frame[3] += 1
                         continue
                     child = self._open_child(fd, name, st, relpath)
@@ -266,17 +276,17 @@ class Walker(object):
                         iterator = os.scandir(child)
                     except OSError as exc:
                         os.close(child)
-                        self.skipped["permission"] += 1
+                        skipped["permission"] += 1
                         self.error(relpath, exc)
                         frame[3] += 1
                         continue
                     stack.append([child, iterator, relpath, 0, name])
                     continue
-                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                    self.skipped["special"] += 1
+                if not (S_ISREG(mode) or S_ISLNK(mode)):
+                    skipped["special"] += 1
                     frame[3] += 1
                     continue
-                if not on_file(fd, name, st, relpath):
+                if not on_file(fd, name, st, base):
                     frame[3] += 1
             return True
         finally:
@@ -298,7 +308,7 @@ class Walker(object):
         self.dirs_removed += 1
         return True
 
-    def unlink(self, dir_fd, name, relpath):
+    def unlink(self, dir_fd, name, base):
         """Remove one entry by name in its open directory; True when it is gone."""
         if self.check_mode:
             return True
@@ -309,7 +319,7 @@ class Walker(object):
             self.skipped["vanished"] += 1
         except (PermissionError, IsADirectoryError) as exc:
             self.skipped["permission"] += 1
-            self.error(relpath, exc)
+            self.error(join(base, name), exc)
         except OSError as exc:
-            self.error(relpath, exc)
+            self.error(join(base, name), exc)
         return False

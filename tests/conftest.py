@@ -4,7 +4,6 @@ unit tests (patch_module_args, SystemExit, JSON read from stdout)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -15,32 +14,12 @@ import urllib.request
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.helpers import REPO, load_module, register_module_utils  # noqa: E402,F401  pylint: disable=unused-import
 
-
-# Custom module_utils are importable as ansible.module_utils.<name> inside
-# Ansible (ansible.cfg: module_utils); make pytest see them the same way.
-import ansible.module_utils  # noqa: E402
-
-for _file in sorted(os.listdir(os.path.join(REPO, "module_utils"))):
-    if _file.endswith(".py") and not _file.startswith("_"):
-        _name = _file[:-3]
-        _mod = _load("ansible.module_utils." + _name, os.path.join(REPO, "module_utils", _file))
-        setattr(ansible.module_utils, _name, _mod)
-
-
-def load_module(name):
-    """Import library/<name>.py as a Python module."""
-    return _load("library_" + name, os.path.join(REPO, "library", name + ".py"))
+register_module_utils()
 
 
 def free_port():
