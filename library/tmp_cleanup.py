@@ -266,13 +266,16 @@ class Cleanup(object):
 
     # -- the two walks ---------------------------------------------------------
     def _age_pass(self):
-        walker, now, attr, patterns = self.walker, self.now, self.stamp_attr, self.patterns
+        walker, attr, patterns = self.walker, self.stamp_attr, self.patterns
         cutoff = self.now - self.max_age  # older than this goes
         held = self.held if self.skip_open_files else None
         skipped, unlink, record = walker.skipped, walker.unlink, self._record
         collect = bool(self.cap)
         stamps, sizes = array("d"), array("q")
         remaining = [0, 0]
+        deleted_list, limit = self.deleted, self.deleted_limit
+        # Deletions counted in locals; _record is only called for the listed ones.
+        acc = [0, 0]  # files, bytes deleted by age
         S_ISLNK = stat.S_ISLNK
 
         def on_file(dir_fd, name, st, base):
@@ -282,7 +285,12 @@ class Cleanup(object):
                 if held and (st.st_dev, st.st_ino) in held:
                     skipped["open"] += 1
                 elif unlink(dir_fd, name, base):
-                    record(base, name, st, "age", stamp)
+                    if len(deleted_list) < limit:
+                        record(base, name, st, "age", stamp)
+                    else:
+                        acc[0] += 1
+                        if not S_ISLNK(st.st_mode):
+                            acc[1] += st.st_size
                     return True
                 elif S_ISLNK(st.st_mode):
                     return False
@@ -303,6 +311,9 @@ class Cleanup(object):
         walker.on_protected = on_protected
         complete = walker.walk(on_file)
         walker.on_protected = None
+        self.files_deleted += acc[0]
+        self.deleted_by["age"] += acc[0]
+        self.bytes_freed += acc[1]
         return complete, stamps, sizes, remaining
 
     def _cap_pass(self, threshold, budget):

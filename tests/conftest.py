@@ -130,3 +130,18 @@ def ansible_env(tmp_path):
         "ANSIBLE_NOCOLOR": "1",
     })
     return env
+
+
+@pytest.fixture
+def sandbox(tmp_path, ansible_env):
+    """A full sandbox of the test's own: app directory, simulator on a free
+    port reading the app's .env, and ansible_env pointing at both."""
+    sys.path.insert(0, os.path.join(REPO, "sandbox"))
+    import sandboxctl  # pylint: disable=import-outside-toplevel
+
+    app = sandboxctl.seed_app(os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "app"))
+    server = Sim(tmp_path, extra=["--env-file", os.path.join(app, ".env")])
+    ansible_env["BEMORE_SANDBOX_PORT"] = str(server.port)
+    server.app_dir = app
+    yield server
+    server.stop()

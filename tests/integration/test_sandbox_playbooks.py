@@ -20,20 +20,43 @@ def latest(env, schedule):
         return json.load(handle)
 
 
-def test_weekly_is_green_against_a_healthy_sandbox(sim, ansible_env):
-    ansible_env["BEMORE_SANDBOX_PORT"] = str(sim.port)
+def steps(report, host="sandbox"):
+    return {step["step"]: step for step in report["hosts"][host]["steps"]}
+
+
+def test_weekly_is_green_against_a_healthy_sandbox(sandbox, ansible_env):
+    tmp = os.path.join(sandbox.app_dir, "tmp")
+    before = sum(len(files) for _, _, files in os.walk(tmp))
+    proc = play("weekly.yml", ansible_env, "--check")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert sum(len(files) for _, _, files in os.walk(tmp)) == before, "check mode deleted files"
+    assert latest(ansible_env, "weekly")["check_mode"] is True
     proc = play("weekly.yml", ansible_env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     report = latest(ansible_env, "weekly")
     assert report["worst_status"] == "ok"
-    assert report["hosts"]["sandbox"]["steps"][0]["figures"]["commit"] == "abc1234def567"
+    by_step = steps(report)
+    assert by_step["health"]["figures"]["commit"] == "abc1234def567"
+    cleanup = by_step["tmp_cleanup"]["figures"]
+    assert cleanup["deleted_by"]["age"] > 0 and cleanup["deleted_by"]["size_cap"] > 0
+    left = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(tmp) for f in files)
+    assert left == cleanup["bytes_remaining"] <= 2 * 1024 * 1024
 
 
-def test_weekly_fails_and_still_reports_when_the_service_is_down(sim, ansible_env):
-    ansible_env["BEMORE_SANDBOX_PORT"] = str(sim.port)
-    sim.fault(health_down=True)
+def test_weekly_fails_and_still_reports_when_the_service_is_down(sandbox, ansible_env):
+    sandbox.fault(health_down=True)
     proc = play("weekly.yml", ansible_env, "-e", "health_check_retries=0")
     assert proc.returncode != 0
     report = latest(ansible_env, "weekly")
     assert report["worst_status"] == "critical" and report["worst_severity"] == "critical"
-    assert "HTTP 503" in report["hosts"]["sandbox"]["steps"][0]["summary"]
+    assert "HTTP 503" in steps(report)["health"]["summary"]
+
+
+def test_a_stalled_app_cleanup_service_is_a_warning(sandbox, ansible_env):
+    sandbox.fault(cleanup_stalled=True)
+    proc = play("weekly.yml", ansible_env, "--tags", "tmp_cleanup")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    report = latest(ansible_env, "weekly")
+    assert report["worst_status"] == "warning"
+    assert list(steps(report)) == ["tmp_cleanup"]
+    assert "more than twice" in steps(report)["tmp_cleanup"]["summary"]
