@@ -191,6 +191,7 @@ def main():
         module.exit_json(changed=False, data=read(path, p["default"]), previous=read(path), state_file=path)
 
     lock_path = os.path.join(p["dir"], ".lock")
+    lock = None
     try:
         if not module.check_mode:
             os.makedirs(p["dir"], mode=0o700, exist_ok=True)
@@ -206,6 +207,9 @@ def main():
             write_atomic(path, new)
     except OSError as exc:
         module.fail_json(msg="cannot update state file %s: %s" % (path, exc.strerror or exc))
+    finally:
+        if lock is not None:
+            lock.close()  # releases the flock; exit_json must not run while it is held
     diff = {"before": json.dumps(previous, indent=1, sort_keys=True) + "\n",
             "after": json.dumps(new, indent=1, sort_keys=True) + "\n",
             "before_header": path, "after_header": path}

@@ -140,7 +140,8 @@ def sandbox(tmp_path, ansible_env):
     import sandboxctl  # pylint: disable=import-outside-toplevel
 
     app = sandboxctl.seed_app(os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "app"))
-    server = Sim(tmp_path, extra=["--env-file", os.path.join(app, ".env")])
+    server = Sim(tmp_path, extra=["--env-file", os.path.join(app, ".env"),
+                                  "--pid-file", os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "sim.pid")])
     ansible_env["BEMORE_SANDBOX_PORT"] = str(server.port)
     server.app_dir = app
     yield server

@@ -34,7 +34,7 @@ def test_weekly_is_green_against_a_healthy_sandbox(sandbox, ansible_env):
     proc = play("weekly.yml", ansible_env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     report = latest(ansible_env, "weekly")
-    assert report["worst_status"] == "ok"
+    assert report["worst_status"] == "ok", json.dumps(report["hosts"], indent=1)
     by_step = steps(report)
     assert by_step["health"]["figures"]["commit"] == "abc1234def567"
     cleanup = by_step["tmp_cleanup"]["figures"]
