@@ -60,3 +60,39 @@ def test_a_stalled_app_cleanup_service_is_a_warning(sandbox, ansible_env):
     assert report["worst_status"] == "warning"
     assert list(steps(report)) == ["tmp_cleanup"]
     assert "more than twice" in steps(report)["tmp_cleanup"]["summary"]
+
+
+def test_monthly_backs_up_and_optimizes_the_sandbox_database(sandbox, ansible_env, tmp_path):
+    import pymysql
+
+    try:
+        conn = pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=3, autocommit=True)
+    except pymysql.MySQLError:
+        import pytest
+        pytest.skip("no MariaDB on 127.0.0.1:3306")
+    schema = "bemore_it_" + os.path.basename(str(tmp_path))[-8:].replace("-", "_")
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE `%s`" % schema)
+        cur.execute("CREATE TABLE `%s`.`User` (id INT PRIMARY KEY) ENGINE=InnoDB" % schema)
+        cur.execute("CREATE TABLE `%s`.`Session` (id INT AUTO_INCREMENT PRIMARY KEY, t TEXT) ENGINE=InnoDB" % schema)
+        for _ in range(10):
+            cur.executemany("INSERT INTO `%s`.`Session` (t) VALUES (%%s)" % schema, [("y" * 2000,)] * 1000)
+        cur.execute("DELETE FROM `%s`.`Session` WHERE id %% 10 != 0" % schema)
+        cur.execute("ANALYZE TABLE `%s`.`Session`" % schema)
+        cur.fetchall()
+    try:
+        backups = tmp_path / "backups"
+        args = ["-e", "db_maintenance_schema=" + schema, "-e", "db_maintenance_backup_dir=" + str(backups)]
+        proc = play("monthly.yml", ansible_env, "--check", *args)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert not backups.exists(), "check mode took a backup"
+        proc = play("monthly.yml", ansible_env, *args)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        step = steps(latest(ansible_env, "monthly"))["db_maintenance"]
+        assert [o["table"] for o in step["figures"]["optimized"]] == ["Session"]
+        assert os.listdir(str(backups)) == [os.path.basename(step["figures"]["backup_file"])]
+        assert oct(os.stat(step["figures"]["backup_file"]).st_mode & 0o777) == "0o600"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS `%s`" % schema)
+        conn.close()
