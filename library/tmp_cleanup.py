@@ -208,6 +208,9 @@ def eviction_threshold(stamps, sizes, excess):
     totals = array("q", bytes(8 * (nbuckets + 1)))
     for ts, size in zip(stamps, sizes):
         totals[min(int((ts - low) / width), nbuckets)] += size
+    if sum(sizes) < excess:
+        # Everything together does not cover the excess: evict all candidates.
+        return high + 1.0, 0
     covered = 0
     boundary = nbuckets
     for index, total in enumerate(totals):

@@ -30,7 +30,7 @@ PROTECTED_ROOTS = frozenset([
 ])
 # Nothing below these is ever a temp folder of the app.
 PROTECTED_TREES = ("/proc", "/sys", "/dev", "/etc", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64")
-MAX_DEPTH = 200  # each level holds two descriptors; containers here allow 1024
+MAX_DEPTH = 400  # each level holds one descriptor; containers here allow 1024
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -38,6 +38,10 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC",
 def join(base, name):
     """Relative path of ``name`` in the directory ``base`` ("" is the root)."""
     return base + "/" + name if base else name
+
+
+class _Interrupted(Exception):
+    """The deadline passed; unwinds the walk."""
 
 
 class UnsafeRoot(ValueError):
@@ -206,94 +210,89 @@ class Walker(object):
 
     def walk(self, on_file):
         """Walk the whole tree; return False when stopped by the deadline."""
-        # Stack entries: [fd, scandir iterator, relpath, entries left, name in parent]
-        stack = [[self.root_fd, os.scandir(self.root_fd), "", 0, None]]
-        tick = 0
-        # Locals: this loop runs once per entry of trees with millions of files.
-        skipped, excludes, deadline = self.skipped, self.excludes, self.deadline
-        one_fs, root_dev = self.one_file_system, self.root_dev
-        S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
+        self._tick = 0
         try:
-            while stack:
-                frame = stack[-1]
-                fd, iterator, base = frame[0], frame[1], frame[2]
-                try:
-                    entry = next(iterator)
-                except StopIteration:
-                    iterator.close()
-                    stack.pop()
-                    if fd != self.root_fd:
-                        os.close(fd)
-                        parent = stack[-1]
-                        if self.remove_empty_dirs and frame[3] == 0 and self._rmdir(parent[0], frame[4], base):
-                            continue
-                        parent[3] += 1
-                    continue
-                except OSError as exc:
-                    self.error(base, exc)
-                    iterator.close()
-                    stack.pop()
-                    if fd != self.root_fd:
-                        os.close(fd)
-                        stack[-1][3] += 1
-                    continue
-                tick += 1
-                if deadline is not None and not tick & 1023 and time.monotonic() > deadline:
-                    self.interrupted = True
-                    return False
-                name = entry.name
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT:
-                        skipped["vanished"] += 1
-                    else:
-                        skipped["permission"] += 1
-                        self.error(join(base, name), exc)
-                    continue
-                mode = st.st_mode
-                if excludes is not None and (excludes.match(name) or excludes.match(join(base, name))):
-                    skipped["excluded"] += 1
-                    frame[3] += 1
-                    if self.on_protected is not None and S_ISREG(mode):
-                        self.on_protected(st)
-                    continue
-                if one_fs and st.st_dev != root_dev:
-                    skipped["other_filesystem"] += 1
-                    frame[3] += 1
-                    continue
-                if S_ISDIR(mode):
-                    relpath = join(base, name)
-                    if len(stack) >= MAX_DEPTH:
-                        skipped["too_deep"] += 1
-                        frame[3] += 1
-                        continue
-                    child = self._open_child(fd, name, st, relpath)
-                    if child is None:
-                        frame[3] += 1
-                        continue
+            self._walk_dir(self.root_fd, "", on_file, 1)
+        except _Interrupted:
+            self.interrupted = True
+            return False
+        return True
+
+    def _walk_dir(self, fd, base, on_file, depth):
+        """Handle every entry of the open directory ``fd``; return how many entries remain in it.
+
+        Subdirectories are entered after the listing is closed, so a level
+        holds one descriptor while its children are walked.
+        """
+        skipped, excludes, deadline = self.skipped, self.excludes, self.deadline
+        one_fs, root_dev, on_protected = self.one_file_system, self.root_dev, self.on_protected
+        S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
+        remaining = 0
+        subdirs = []
+        try:
+            iterator = os.scandir(fd)
+        except OSError as exc:
+            skipped["permission"] += 1
+            self.error(base, exc)
+            return 1
+        with iterator:
+            try:
+                for entry in iterator:
+                    name = entry.name
                     try:
-                        iterator = os.scandir(child)
+                        st = entry.stat(follow_symlinks=False)
                     except OSError as exc:
-                        os.close(child)
-                        skipped["permission"] += 1
-                        self.error(relpath, exc)
-                        frame[3] += 1
+                        if exc.errno == errno.ENOENT:
+                            skipped["vanished"] += 1
+                        else:
+                            skipped["permission"] += 1
+                            self.error(join(base, name), exc)
                         continue
-                    stack.append([child, iterator, relpath, 0, name])
-                    continue
-                if not (S_ISREG(mode) or S_ISLNK(mode)):
-                    skipped["special"] += 1
-                    frame[3] += 1
-                    continue
-                if not on_file(fd, name, st, base):
-                    frame[3] += 1
-            return True
-        finally:
-            for frame in stack:
-                frame[1].close()
-                if frame[0] != self.root_fd:
-                    os.close(frame[0])
+                    mode = st.st_mode
+                    if excludes is not None and (excludes.match(name) or excludes.match(join(base, name))):
+                        skipped["excluded"] += 1
+                        remaining += 1
+                        if on_protected is not None and S_ISREG(mode):
+                            on_protected(st)
+                        continue
+                    if one_fs and st.st_dev != root_dev:
+                        skipped["other_filesystem"] += 1
+                        remaining += 1
+                        continue
+                    if S_ISDIR(mode):
+                        subdirs.append((name, st))
+                        continue
+                    if not (S_ISREG(mode) or S_ISLNK(mode)):
+                        skipped["special"] += 1
+                        remaining += 1
+                        continue
+                    if not on_file(fd, name, st, base):
+                        remaining += 1
+                    if deadline is not None:
+                        self._tick += 1
+                        if not self._tick & 1023 and time.monotonic() > deadline:
+                            raise _Interrupted()
+            except OSError as exc:  # the listing itself failed part-way
+                self.error(base, exc)
+                remaining += 1
+        for name, st in subdirs:
+            relpath = join(base, name)
+            if depth >= MAX_DEPTH:
+                skipped["too_deep"] += 1
+                remaining += 1
+                continue
+            child = self._open_child(fd, name, st, relpath)
+            if child is None:
+                remaining += 1
+                continue
+            try:
+                left = self._walk_dir(child, relpath, on_file, depth + 1)
+            finally:
+                os.close(child)
+            if self.remove_empty_dirs and left == 0 and self._rmdir(fd, name, relpath):
+                continue
+            remaining += 1
+        return remaining
 
     def _rmdir(self, parent_fd, name, relpath):
         if self.check_mode:

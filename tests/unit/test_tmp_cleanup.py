@@ -237,6 +237,8 @@ def test_max_runtime_stops_cleanly(tmp_path):
     ([1, 2, 3, 4], [10, 10, 10, 10], 10, (1, 10)),
     ([5, 5, 5], [10, 10, 10], 25, (5, 25)),
     ([1, 2], [10, 10], 100, (3.0, 0)),
+    # Found by the property test: the newest bucket alone cannot cover it either.
+    ([0, 86400, 86400], [0, 1, 1], 3, (86401.0, 0)),
     ([1, 2], [10, 10], 0, None),
 ])
 def test_eviction_threshold(stamps, sizes, excess, expected):
