@@ -17,10 +17,6 @@ description:
     failure that names the endpoint and the field, never silently accepted.
 version_added: "1.0.0"
 options:
-  base_url:
-    description: Base URL of the API.
-    type: str
-    required: true
   endpoint:
     description: Endpoint of the contract.
     type: str
@@ -37,25 +33,9 @@ options:
   body:
     description: JSON body, for C(session_start).
     type: dict
-  timeout:
-    description: Seconds per HTTP attempt.
-    type: float
-    default: 10
-  retries:
-    description: Extra attempts after a timeout, refused connection, 5xx or malformed JSON. Never for C(session_start), which is not idempotent.
-    type: int
-    default: 2
-  validate_certs:
-    description: Verify the TLS certificate.
-    type: bool
-    default: true
-  api_token:
-    description: Bearer token.
-    type: str
-  headers:
-    description: Extra request headers.
-    type: dict
-    default: {}
+extends_documentation_fragment:
+  - bemore_api
+  - bemore_api.retries
 attributes:
   check_mode:
     support: partial
@@ -104,23 +84,19 @@ last_check_age_s:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_api import (CATEGORIES, ENDPOINTS, RECENT_LIMIT_MAX, ApiError, Client,
-                                             _error_message, parse_time, validate)
+from ansible.module_utils.bemore_api import (CATEGORIES, ENDPOINTS, RECENT_LIMIT_MAX, ApiError,
+                                             _error_message, client_argument_spec, client_from_module, parse_time,
+                                             validate)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            base_url=dict(type="str", required=True),
+            client_argument_spec(),
             endpoint=dict(type="str", required=True, choices=sorted(ENDPOINTS)),
             category=dict(type="str", choices=list(CATEGORIES)),
             limit=dict(type="int", default=20),
             body=dict(type="dict"),
-            timeout=dict(type="float", default=10.0),
-            retries=dict(type="int", default=2),
-            validate_certs=dict(type="bool", default=True),
-            api_token=dict(type="str", no_log=True),
-            headers=dict(type="dict", default={}),
         ),
         required_if=[("endpoint", "errors_by_category", ["category"]), ("endpoint", "session_start", ["body"])],
         supports_check_mode=True,
@@ -132,11 +108,9 @@ def main():
     post = kind == "session_start"
     if post and module.check_mode:
         module.exit_json(changed=False, skipped=True, msg="check mode: no session started")
-    try:
-        client = Client(p["base_url"], timeout=p["timeout"], retries=0 if post else p["retries"],
-                        validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    client = client_from_module(module)
+    if post:
+        client.retries = 0  # a session start is not idempotent: never repeat it
     path = ENDPOINTS[kind].format(category=p["category"])
     if kind == "recent_errors":
         path += "?limit=%d" % p["limit"]

@@ -21,10 +21,6 @@ description:
     I(timeout) * (I(retries) + 1) plus the backoff and a small margin.
 version_added: "1.0.0"
 options:
-  base_url:
-    description: Base URL of the API.
-    type: str
-    required: true
   categories:
     description: Error categories to read.
     type: list
@@ -35,29 +31,6 @@ options:
     description: How many recent errors to read (1-100).
     type: int
     default: 20
-  timeout:
-    description: Seconds per HTTP attempt.
-    type: float
-    default: 10
-  retries:
-    description: Extra attempts after a timeout, refused connection, 5xx or malformed JSON.
-    type: int
-    default: 2
-  backoff:
-    description: Seconds before the first retry; doubled for each further retry.
-    type: float
-    default: 0.5
-  validate_certs:
-    description: Verify the TLS certificate.
-    type: bool
-    default: true
-  api_token:
-    description: Bearer token.
-    type: str
-  headers:
-    description: Extra request headers.
-    type: dict
-    default: {}
   target_rate:
     description: Target error rate in percent (the guide's 0.1 %); above it C(above_target) is true.
     type: float
@@ -70,6 +43,9 @@ options:
     description: Error rate in percent above which the status is C(critical) (the guide's "high error rate", 5 %).
     type: float
     default: 5.0
+extends_documentation_fragment:
+  - bemore_api
+  - bemore_api.retries
 attributes:
   check_mode:
     support: full
@@ -136,7 +112,7 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_api import CATEGORIES, ENDPOINTS, RECENT_LIMIT_MAX, Client
+from ansible.module_utils.bemore_api import CATEGORIES, ENDPOINTS, RECENT_LIMIT_MAX, client_argument_spec, client_from_module
 
 
 def error_rate(stats):
@@ -193,15 +169,9 @@ def summarise(results, failures, categories, thresholds):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            base_url=dict(type="str", required=True),
+            client_argument_spec(),
             categories=dict(type="list", elements="str", choices=list(CATEGORIES), default=list(CATEGORIES)),
             recent_limit=dict(type="int", default=20),
-            timeout=dict(type="float", default=10.0),
-            retries=dict(type="int", default=2),
-            backoff=dict(type="float", default=0.5),
-            validate_certs=dict(type="bool", default=True),
-            api_token=dict(type="str", no_log=True),
-            headers=dict(type="dict", default={}),
             target_rate=dict(type="float", default=0.1),
             warning_rate=dict(type="float", default=1.0),
             critical_rate=dict(type="float", default=5.0),
@@ -211,15 +181,9 @@ def main():
     p = module.params
     if not 1 <= p["recent_limit"] <= RECENT_LIMIT_MAX:
         module.fail_json(msg="recent_limit must be between 1 and %d, got %d" % (RECENT_LIMIT_MAX, p["recent_limit"]))
-    if p["timeout"] <= 0 or p["retries"] < 0 or p["backoff"] < 0:
-        module.fail_json(msg="timeout must be > 0, retries and backoff >= 0")
     if not 0 <= p["target_rate"] <= p["warning_rate"] <= p["critical_rate"]:
         module.fail_json(msg="thresholds must satisfy 0 <= target_rate <= warning_rate <= critical_rate")
-    try:
-        client = Client(p["base_url"], timeout=p["timeout"], retries=p["retries"], backoff=p["backoff"],
-                        validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    client = client_from_module(module)
     categories = list(dict.fromkeys(p["categories"]))
     started = time.monotonic()
     results, failures = sweep(client, categories, p["recent_limit"])

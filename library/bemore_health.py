@@ -20,33 +20,6 @@ description:
     reasons in C(problems), so the caller decides. It fails only on bad input.
 version_added: "1.0.0"
 options:
-  base_url:
-    description: Base URL of the API, for example C(https://api.bemore.dev).
-    type: str
-    required: true
-  timeout:
-    description: Seconds to wait for one HTTP attempt.
-    type: float
-    default: 10
-  retries:
-    description: Extra attempts after a timeout, a refused connection or a 5xx answer.
-    type: int
-    default: 2
-  backoff:
-    description: Seconds before the first retry; doubled for each further retry.
-    type: float
-    default: 0.5
-  validate_certs:
-    description: Verify the server's TLS certificate.
-    type: bool
-    default: true
-  api_token:
-    description: Bearer token sent in the C(Authorization) header.
-    type: str
-  headers:
-    description: Extra request headers.
-    type: dict
-    default: {}
   expected_commit:
     description:
       - Commit the service must report, as after a deployment. A prefix of at
@@ -67,6 +40,9 @@ options:
     description: Seconds of slack in the restart detection.
     type: float
     default: 60
+extends_documentation_fragment:
+  - bemore_api
+  - bemore_api.retries
 attributes:
   check_mode:
     support: full
@@ -122,7 +98,7 @@ commit_matches:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_api import ApiError, Client, is_timestamp, parse_time, validate
+from ansible.module_utils.bemore_api import ApiError, client_argument_spec, client_from_module, is_timestamp, parse_time, validate
 
 
 def commits_match(expected, actual):
@@ -184,13 +160,7 @@ def check(client, expected_commit=None, previous_uptime=None, previous_timestamp
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            base_url=dict(type="str", required=True),
-            timeout=dict(type="float", default=10.0),
-            retries=dict(type="int", default=2),
-            backoff=dict(type="float", default=0.5),
-            validate_certs=dict(type="bool", default=True),
-            api_token=dict(type="str", no_log=True),
-            headers=dict(type="dict", default={}),
+            client_argument_spec(),
             expected_commit=dict(type="str"),
             previous_uptime=dict(type="float"),
             previous_timestamp=dict(type="str"),
@@ -199,13 +169,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["timeout"] <= 0 or p["retries"] < 0 or p["backoff"] < 0:
-        module.fail_json(msg="timeout must be > 0, retries and backoff >= 0")
-    try:
-        client = Client(p["base_url"], timeout=p["timeout"], retries=p["retries"], backoff=p["backoff"],
-                        validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    client = client_from_module(module)
     module.exit_json(changed=False, **check(client, p["expected_commit"], p["previous_uptime"],
                                             p["previous_timestamp"], p["restart_tolerance"]))
 

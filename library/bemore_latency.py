@@ -17,10 +17,6 @@ description:
     not throughput. A failed request is counted, never a traceback.
 version_added: "1.0.0"
 options:
-  base_url:
-    description: Base URL of the API.
-    type: str
-    required: true
   paths:
     description: Paths to time (GET, no side effects).
     type: list
@@ -34,17 +30,8 @@ options:
     description: Target response time in milliseconds.
     type: float
     default: 200
-  timeout:
-    description: Seconds per request.
-    type: float
-    default: 10
-  validate_certs:
-    description: Verify the TLS certificate.
-    type: bool
-    default: true
-  api_token:
-    description: Bearer token.
-    type: str
+extends_documentation_fragment:
+  - bemore_api
 attributes:
   check_mode:
     support: full
@@ -91,7 +78,7 @@ failures:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_api import ApiError, Client
+from ansible.module_utils.bemore_api import ApiError, client_argument_spec, client_from_module
 
 
 def percentile(values, pct):
@@ -139,13 +126,10 @@ def measure(client, paths, samples, target_ms):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            base_url=dict(type="str", required=True),
+            client_argument_spec(retries=False),
             paths=dict(type="list", elements="str", default=["/health", "/api/errors/stats"]),
             samples=dict(type="int", default=10),
             target_ms=dict(type="float", default=200.0),
-            timeout=dict(type="float", default=10.0),
-            validate_certs=dict(type="bool", default=True),
-            api_token=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
@@ -155,11 +139,7 @@ def main():
     bad = [path for path in p["paths"] if not path.startswith("/")]
     if bad or not p["paths"]:
         module.fail_json(msg="paths must be non-empty and start with '/': %s" % ", ".join(bad))
-    try:
-        client = Client(p["base_url"], timeout=p["timeout"], retries=0, validate_certs=p["validate_certs"],
-                        api_token=p["api_token"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    client = client_from_module(module)  # no retries: a retried request would hide its own latency
     module.exit_json(changed=False, **measure(client, p["paths"], p["samples"], p["target_ms"]))
 
 

@@ -282,6 +282,33 @@ class Client(object):
         return results, failures
 
 
+def client_argument_spec(retries=True):
+    """The argument_spec entries of the API connection (doc fragment bemore_api)."""
+    spec = dict(
+        base_url=dict(type="str", required=True),
+        timeout=dict(type="float", default=10.0),
+        validate_certs=dict(type="bool", default=True),
+        api_token=dict(type="str", no_log=True),
+        headers=dict(type="dict", default={}),
+    )
+    if retries:
+        spec.update(retries=dict(type="int", default=2), backoff=dict(type="float", default=0.5))
+    return spec
+
+
+def client_from_module(module):
+    """A Client from the module's connection options; fails the module on bad input."""
+    p = module.params
+    retries, backoff = p.get("retries", 0), p.get("backoff", 0.0)
+    if p["timeout"] <= 0 or retries < 0 or backoff < 0:
+        module.fail_json(msg="timeout must be > 0, retries and backoff >= 0")
+    try:
+        return Client(p["base_url"], timeout=p["timeout"], retries=retries, backoff=backoff,
+                      validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+
 def _error_message(parsed):
     if isinstance(parsed, dict):
         err = parsed.get("error")
