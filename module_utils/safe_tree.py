@@ -226,7 +226,7 @@ class Walker(object):
         """
         skipped, excludes, deadline = self.skipped, self.excludes, self.deadline
         one_fs, root_dev, on_protected = self.one_file_system, self.root_dev, self.on_protected
-        S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
+        IFMT, IFDIR, IFREG, IFLNK = stat.S_IFMT(0o177777), stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
         remaining = 0
         subdirs = []
         try:
@@ -248,21 +248,21 @@ class Walker(object):
                             skipped["permission"] += 1
                             self.error(join(base, name), exc)
                         continue
-                    mode = st.st_mode
+                    kind = st.st_mode & IFMT
                     if excludes is not None and (excludes.match(name) or excludes.match(join(base, name))):
                         skipped["excluded"] += 1
                         remaining += 1
-                        if on_protected is not None and S_ISREG(mode):
+                        if on_protected is not None and kind == IFREG:
                             on_protected(st)
                         continue
                     if one_fs and st.st_dev != root_dev:
                         skipped["other_filesystem"] += 1
                         remaining += 1
                         continue
-                    if S_ISDIR(mode):
+                    if kind == IFDIR:
                         subdirs.append((name, st))
                         continue
-                    if not (S_ISREG(mode) or S_ISLNK(mode)):
+                    if kind != IFREG and kind != IFLNK:
                         skipped["special"] += 1
                         remaining += 1
                         continue
@@ -314,11 +314,16 @@ class Walker(object):
         try:
             os.unlink(name, dir_fd=dir_fd)
             return True
-        except FileNotFoundError:
+        except OSError as exc:
+            self.unlink_failed(base, name, exc)
+        return False
+
+    def unlink_failed(self, base, name, exc):
+        """Count an unlink that failed: vanished, permission, or another error."""
+        if isinstance(exc, FileNotFoundError):
             self.skipped["vanished"] += 1
-        except (PermissionError, IsADirectoryError) as exc:
+        elif isinstance(exc, (PermissionError, IsADirectoryError)):
             self.skipped["permission"] += 1
             self.error(join(base, name), exc)
-        except OSError as exc:
+        else:
             self.error(join(base, name), exc)
-        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -140,7 +141,7 @@ def test_open_files_are_never_deleted(tmp_path):
 
 def test_an_open_file_in_another_process_is_seen(tmp_path):
     path = make(str(tmp_path / "held.wav"), age_days=30)
-    holder = subprocess.Popen(["python3", "-c", "import sys,time; f=open(sys.argv[1]); print('ok', flush=True); time.sleep(30)",
+    holder = subprocess.Popen([sys.executable, "-c", "import sys,time; f=open(sys.argv[1]); print('ok', flush=True); time.sleep(30)",
                                path], stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"ok"
