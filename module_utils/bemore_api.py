@@ -21,11 +21,8 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-try:  # pragma: no cover - the module runs inside Ansible and in the simulator
-    from urllib.error import HTTPError, URLError
-    from urllib.request import Request, build_opener, HTTPSHandler, HTTPHandler
-except ImportError:  # pragma: no cover
-    raise
+from urllib.error import HTTPError, URLError
+from urllib.request import HTTPHandler, HTTPSHandler, Request, build_opener
 
 CATEGORIES = ("WEBSOCKET", "SESSION", "STT", "VAD", "GEMINI", "CBT", "DATABASE", "NETWORK")
 RECENT_LIMIT_MAX = 100

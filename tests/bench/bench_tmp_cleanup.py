@@ -10,7 +10,6 @@ peak RSS (goal <= 64 MB). BENCH_FILES and BENCH_RSS_FILES change N and M.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
