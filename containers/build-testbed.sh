@@ -17,16 +17,24 @@ done
 
 hash_of() { cat "$@" | sha256sum | cut -c1-12; }
 packages=$(grep -v '^\s*#' "$here/testbed/packages.txt" | grep -v '^\s*$' | paste -sd, -)
-base_tag=$( { echo "$suite $packages"; sed -n '/^# BASE-START/,/^# BASE-END/p' "$0"; } | sha256sum | cut -c1-12)
+apt_packages=$(grep -v '^\s*#' "$here/testbed/packages-apt.txt" | grep -v '^\s*$' | paste -sd' ' -)
+base_tag=$( { echo "$suite $packages / $apt_packages"; sed -n '/^# BASE-START/,/^# BASE-END/p' "$0"; } | sha256sum | cut -c1-12)
 base="localhost/bemore-testbed-base:$base_tag"
 
 # BASE-START
 if ! podman image exists "$base"; then
   echo "build-testbed: building $base (debootstrap $suite, about a minute)" >&2
   work=$(mktemp -d /var/tmp/bemore-rootfs.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
+  # debootstrap mounts /proc inside the root; never let rm walk into a mount.
+  trap 'umount -R "$work/rootfs/proc" 2>/dev/null; rm -rf --one-file-system "$work"' EXIT
   debootstrap --variant=minbase --include="$packages" "$suite" "$work/rootfs" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+  if [ -n "$apt_packages" ]; then
+    # shellcheck disable=SC2086  # a list of package names
+    { chroot "$work/rootfs" apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive chroot "$work/rootfs" apt-get install -y -qq --no-install-recommends $apt_packages; } \
+      >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+  fi
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
   tar -C "$work/rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$base" >/dev/null
 fi
@@ -34,9 +42,12 @@ fi
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-cp "$here/testbed/Containerfile" "$here/testbed/bemore.service" "$here/testbed/bemore-seed.service" \
-   "$repo/sandbox/bemore_sim.py" "$repo/sandbox/sandboxctl.py" "$repo/module_utils/bemore_api.py" "$ctx/"
-tag=$( { echo "$base"; cd "$ctx" && cat Containerfile bemore.service bemore-seed.service bemore_sim.py sandboxctl.py bemore_api.py; } | sha256sum | cut -c1-12)
+files=(Containerfile bemore.service bemore-seed.service bemore-npm-registry.service
+       bemore_sim.py sandboxctl.py bemore_api.py npm_registry.py npm_fixture.json)
+cp "$here/testbed/Containerfile" "$here/testbed/"*.service \
+   "$repo/sandbox/bemore_sim.py" "$repo/sandbox/sandboxctl.py" "$repo/sandbox/npm_registry.py" \
+   "$repo/sandbox/npm_fixture.json" "$repo/module_utils/bemore_api.py" "$ctx/"
+tag=$( { echo "$base"; cd "$ctx" && cat "${files[@]}"; } | sha256sum | cut -c1-12)
 image="localhost/bemore-testbed:$tag"
 if ! podman image exists "$image"; then
   echo "build-testbed: building $image" >&2

@@ -4,10 +4,12 @@
     sandboxctl.py start [--dir DIR] [--port PORT] [--fault NAME=VALUE ...]
     sandboxctl.py stop  [--dir DIR]
     sandboxctl.py status [--dir DIR]
-    sandboxctl.py seed-app DIR        # only lay out an app directory (used by the testbed image)
+    sandboxctl.py seed-app DIR [--registry URL --install]
+                                      # only lay out an app directory (used by the testbed image)
 
 The app directory looks like the real one: .env with the TEMP_FILE_* settings,
-package.json and package-lock.json, tmp/ with audio files of mixed ages and
+package.json, package-lock.json and node_modules installed by the real npm
+from the fixture registry (npm_registry.py, which ``start`` runs too), tmp/ with audio files of mixed ages and
 sizes, and logs/app.log with ERROR lines. ``start`` re-seeds tmp/ every time so
 runs are repeatable.
 """
@@ -28,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_DIR = os.environ.get("BEMORE_SANDBOX_DIR", os.path.join(REPO, ".sandbox"))
 DEFAULT_PORT = int(os.environ.get("BEMORE_SANDBOX_PORT", "18080"))
+DEFAULT_NPM_PORT = int(os.environ.get("BEMORE_SANDBOX_NPM_PORT", "18081"))
 DAY = 86400
 
 # (name, size KiB, age days): 8 files older than 7 days, the rest newer. The
@@ -55,9 +58,21 @@ PACKAGE_JSON = {
     "private": True,
     "description": "BeMore Backend (sandbox copy)",
     "main": "app.js",
-    "scripts": {"test": "node -e \"process.exit(0)\"", "dev": "node app.js"},
-    "dependencies": {"is-number": "^6.0.0"},
+    "scripts": {"test": "node test.js", "dev": "node app.js"},
+    # Served by the fixture registry (npm_fixture.json): one patch, one minor
+    # and one major update are out, and validator (through Sequelize) carries
+    # the advisory the guide accepts.
+    "dependencies": {"sequelize": "~6.35.0", "express": "~4.18.2", "ws": "8.18.0", "dotenv": "^16.4.5"},
 }
+
+# The app's `npm test`: every dependency must load.
+TEST_JS = """// Sandbox smoke test: every dependency loads.
+const pkg = require('./package.json');
+for (const name of Object.keys(pkg.dependencies || {})) {
+  try { require(name); } catch (err) { console.error(name + ': ' + err.message); process.exit(1); }
+}
+console.log('all ' + Object.keys(pkg.dependencies || {}).length + ' dependencies load');
+"""
 
 LOG_LINES = [
     "INFO BeMore backend starting",
@@ -86,17 +101,39 @@ def write(path, text):
         handle.write(text)
 
 
-def seed_app(app_dir, now=None):
-    """Lay out (or reset) an app directory; return its path."""
+def seed_app(app_dir, now=None, registry=None, install=False):
+    """Lay out (or reset) an app directory; return its path.
+
+    With ``registry`` the app's .npmrc points npm at it; with ``install`` the
+    dependencies are installed from it (package-lock.json, node_modules) when
+    package.json was (re)written or no lockfile exists.
+    """
     now = now or time.time()
     os.makedirs(app_dir, exist_ok=True)
     env_path = os.path.join(app_dir, ".env")
     if not os.path.exists(env_path):
         write(env_path, ENV_TEXT)
-    write(os.path.join(app_dir, "package.json"), json.dumps(PACKAGE_JSON, indent=2) + "\n")
-    lock_src = os.path.join(HERE, "app", "package-lock.json")
-    if os.path.exists(lock_src):
-        shutil.copyfile(lock_src, os.path.join(app_dir, "package-lock.json"))
+    package_json = json.dumps(PACKAGE_JSON, indent=2) + "\n"
+    package_path = os.path.join(app_dir, "package.json")
+    try:
+        with open(package_path, encoding="utf-8") as handle:
+            unchanged = handle.read() == package_json
+    except OSError:
+        unchanged = False
+    write(package_path, package_json)
+    write(os.path.join(app_dir, "test.js"), TEST_JS)
+    if registry:
+        write(os.path.join(app_dir, ".npmrc"),
+              "registry=%s\naudit=false\nfund=false\nupdate-notifier=false\n" % registry)
+    lock = os.path.join(app_dir, "package-lock.json")
+    if install and registry and not (unchanged and os.path.exists(lock)):
+        wait_for_url(registry)
+        if os.path.exists(lock):
+            os.unlink(lock)
+        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=app_dir, capture_output=True,
+                              text=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            sys.exit("sandbox: npm install from %s failed: %s" % (registry, proc.stderr.strip()[-600:]))
     tmp = os.path.join(app_dir, "tmp")
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)  # our own freshly created tree, never a user path
@@ -140,6 +177,18 @@ def seed_db(host="127.0.0.1", port=3306, user="root", password=""):
     return "seeded bemore schema at %s:%d" % (host, port)
 
 
+def wait_for_url(url, timeout=30.0):
+    """Wait until the host:port of ``url`` accepts connections (a unit started alongside)."""
+    import urllib.parse  # pylint: disable=import-outside-toplevel
+
+    parts = urllib.parse.urlsplit(url)
+    deadline = time.time() + timeout
+    while not port_open(parts.port or 80, parts.hostname):
+        if time.time() > deadline:
+            sys.exit("sandbox: nothing listens at %s" % url)
+        time.sleep(0.1)
+
+
 def port_open(port, host="127.0.0.1"):
     with socket.socket() as sock:
         sock.settimeout(0.3)
@@ -156,34 +205,45 @@ def read_pid(pid_file):
         return None
 
 
+def spawn(cmd, log, port, what):
+    """Start a background server and wait until it listens on ``port``."""
+    with open(log, "ab") as out:
+        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+    deadline = time.time() + 10
+    while not port_open(port):
+        if time.time() > deadline:
+            sys.exit("sandbox: %s did not start; see %s" % (what, log))
+        time.sleep(0.05)
+
+
 def start(args):
     sandbox = os.path.abspath(args.dir)
-    app = seed_app(os.path.join(sandbox, "app"))
+    os.makedirs(sandbox, exist_ok=True)
     pid_file = os.path.join(sandbox, "sim.pid")
-    if read_pid(pid_file):
+    npm_pid_file = os.path.join(sandbox, "npm.pid")
+    if read_pid(pid_file) or read_pid(npm_pid_file):
         stop(args)
-    if port_open(args.port):
-        sys.exit("sandbox: port %d on 127.0.0.1 is already in use; set BEMORE_SANDBOX_PORT" % args.port)
+    for port, variable in ((args.port, "BEMORE_SANDBOX_PORT"), (args.npm_port, "BEMORE_SANDBOX_NPM_PORT")):
+        if port_open(port):
+            sys.exit("sandbox: port %d on 127.0.0.1 is already in use; set %s" % (port, variable))
+    registry = "http://127.0.0.1:%d/" % args.npm_port
+    spawn([sys.executable, os.path.join(HERE, "npm_registry.py"), "--port", str(args.npm_port),
+           "--pid-file", npm_pid_file], os.path.join(sandbox, "npm.out"), args.npm_port, "npm fixture registry")
+    app = seed_app(os.path.join(sandbox, "app"), registry=registry, install=True)
     cmd = [sys.executable, os.path.join(HERE, "bemore_sim.py"), "--port", str(args.port),
            "--log-file", os.path.join(app, "logs", "app.log"), "--env-file", os.path.join(app, ".env"),
            "--pid-file", pid_file, "--rate-limit", "300", "--cors-origin", "http://localhost:5173"]
     for fault in args.fault:
         cmd += ["--fault", fault]
-    with open(os.path.join(sandbox, "sim.out"), "ab") as out:
-        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True)
-    deadline = time.time() + 10
-    while not port_open(args.port):
-        if time.time() > deadline:
-            sys.exit("sandbox: simulator did not start; see %s" % os.path.join(sandbox, "sim.out"))
-        time.sleep(0.05)
+    spawn(cmd, os.path.join(sandbox, "sim.out"), args.port, "simulator")
     db = seed_db() if not args.no_db else "skipped: --no-db"
-    print("sandbox: simulator on http://127.0.0.1:%d, app dir %s, database %s" % (args.port, app, db))
+    print("sandbox: simulator on http://127.0.0.1:%d, npm registry %s, app dir %s, database %s"
+          % (args.port, registry, app, db))
     return 0
 
 
-def stop(args):
-    pid_file = os.path.join(os.path.abspath(args.dir), "sim.pid")
+def stop_pid(pid_file):
     pid = read_pid(pid_file)
     if pid:
         os.kill(pid, signal.SIGTERM)
@@ -195,6 +255,13 @@ def stop(args):
             os.kill(pid, signal.SIGKILL)
     if os.path.exists(pid_file):
         os.unlink(pid_file)
+    return pid
+
+
+def stop(args):
+    sandbox = os.path.abspath(args.dir)
+    pid = stop_pid(os.path.join(sandbox, "sim.pid"))
+    stop_pid(os.path.join(sandbox, "npm.pid"))
     print("sandbox: stopped" if pid else "sandbox: was not running")
     return 0
 
@@ -212,14 +279,17 @@ def main(argv=None):
         p = sub.add_parser(name)
         p.add_argument("--dir", default=DEFAULT_DIR)
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
+        p.add_argument("--npm-port", type=int, default=DEFAULT_NPM_PORT)
         if name == "start":
             p.add_argument("--fault", action="append", default=[])
             p.add_argument("--no-db", action="store_true")
     p = sub.add_parser("seed-app")
     p.add_argument("app_dir")
+    p.add_argument("--registry", help="point the app's .npmrc at this npm registry")
+    p.add_argument("--install", action="store_true", help="npm install from --registry")
     args = parser.parse_args(argv)
     if args.cmd == "seed-app":
-        seed_app(os.path.abspath(args.app_dir))
+        seed_app(os.path.abspath(args.app_dir), registry=args.registry, install=args.install)
         return 0
     return {"start": start, "stop": stop, "status": status}[args.cmd](args)
 

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -146,3 +147,58 @@ def sandbox(tmp_path, ansible_env):
     server.app_dir = app
     yield server
     server.stop()
+
+
+class NpmRegistry:
+    """The fixture npm registry (sandbox/npm_registry.py) on a free loopback port, in a thread."""
+
+    def __init__(self, fixture):
+        sys.path.insert(0, os.path.join(REPO, "sandbox"))
+        import npm_registry  # pylint: disable=import-outside-toplevel
+
+        self.fixture_file = None
+        handler_registry = npm_registry.Registry(fixture)
+        handler = type("TestHandler", (npm_registry.Handler,), {"registry": handler_registry})
+        self.server = npm_registry.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.registry = handler_registry
+        self.url = "http://127.0.0.1:%d/" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def npm_app(app_dir, registry_url, dependencies, scripts=None, install=True):
+    """An npm project in ``app_dir`` installed from ``registry_url`` with the real npm CLI."""
+    os.makedirs(app_dir, exist_ok=True)
+    with open(os.path.join(app_dir, "package.json"), "w") as fh:
+        json.dump({"name": "bemore-test-app", "version": "1.0.0", "private": True,
+                   "scripts": scripts or {"test": "node -e \"process.exit(0)\""},
+                   "dependencies": dependencies}, fh, indent=2)
+    with open(os.path.join(app_dir, ".npmrc"), "w") as fh:
+        fh.write("registry=%s\naudit=false\nfund=false\nupdate-notifier=false\n" % registry_url)
+    if install:
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=app_dir, check=True,
+                       capture_output=True, text=True, timeout=120)
+    return app_dir
+
+
+@pytest.fixture
+def npm_registry():
+    """Start fixture registries: npm_registry(fixture_dict) -> NpmRegistry."""
+    started = []
+
+    def make(fixture=None):
+        if fixture is None:
+            with open(os.path.join(REPO, "sandbox", "npm_fixture.json")) as fh:
+                fixture = json.load(fh)
+        reg = NpmRegistry(fixture)
+        started.append(reg)
+        return reg
+
+    yield make
+    for reg in started:
+        reg.stop()
