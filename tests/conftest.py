@@ -134,17 +134,22 @@ def ansible_env(tmp_path):
 
 
 @pytest.fixture
-def sandbox(tmp_path, ansible_env):
-    """A full sandbox of the test's own: app directory, simulator on a free
-    port reading the app's .env, and ansible_env pointing at both."""
+def sandbox(tmp_path, ansible_env, npm_registry):
+    """A full sandbox of the test's own: app directory installed from a fixture
+    npm registry, simulator on a free port reading the app's .env, and
+    ansible_env pointing at both."""
     sys.path.insert(0, os.path.join(REPO, "sandbox"))
     import sandboxctl  # pylint: disable=import-outside-toplevel
 
-    app = sandboxctl.seed_app(os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "app"))
+    registry = npm_registry()
+    app = sandboxctl.seed_app(os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "app"), registry=registry.url,
+                              install=True)
     server = Sim(tmp_path, extra=["--env-file", os.path.join(app, ".env"),
+                                  "--log-file", os.path.join(app, "logs", "app.log"),
                                   "--pid-file", os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "sim.pid")])
     ansible_env["BEMORE_SANDBOX_PORT"] = str(server.port)
     server.app_dir = app
+    server.registry = registry
     yield server
     server.stop()
 
