@@ -19,7 +19,8 @@ Faults:
   no_rate_limit=1                 the rate limiter is off
 
 Run-time control also accepts ``POST /__sim/commit`` ({"commit": "...",
-"version": "..."}) and ``POST /__sim/restart`` (uptime starts again).
+"version": "..."}) and ``POST /__sim/restart`` (uptime starts again; memory_mb and health_down
+end, as they would with a real restart).
 """
 
 from __future__ import annotations
@@ -333,7 +334,14 @@ def make_handler(state, server_holder):
                 state.version = str(body.get("version") or state.version)
                 return self._send(200, {"commit": state.commit, "version": state.version})
             if path == "/__sim/restart":
-                state.started = time.time()
+                # A restart ends what lives in the process (leaked memory, a
+                # hung event loop), not what comes from outside (error_spike
+                # of a failing upstream API, latency, disk).
+                with state.lock:
+                    state.started = time.time()
+                    for fault in ("memory_mb", "health_down"):
+                        state.faults.pop(fault, None)
+                    state.ballast = b""
                 state.log("INFO", "server restarted")
                 return self._send(200, {"uptime": 0})
             return self._fail(404, "NOT_FOUND", "no route for POST %s" % path)
