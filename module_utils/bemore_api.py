@@ -186,8 +186,11 @@ class Client(object):
     def max_wall_time(self):
         return self.timeout * (self.retries + 1) + self.backoff * (2 ** self.retries - 1)
 
-    def request(self, method, path, body=None, extra_headers=None):
+    def request(self, method, path, body=None, extra_headers=None, parse=True):
         """Return (status, headers, parsed JSON, elapsed seconds of the last attempt).
+
+        With ``parse=False`` the body is returned as bytes, unparsed (CORS
+        preflights and probes whose bodies do not matter).
 
         Raises ApiError with a human-readable reason; never lets a socket or
         JSON exception escape.
@@ -231,6 +234,8 @@ class Client(object):
             if status >= 500:
                 last = ApiError(path, "server error HTTP %d" % status, status)
                 continue
+            if not parse:
+                return status, rheaders, raw, elapsed
             try:
                 parsed = json.loads(raw.decode("utf-8")) if raw else None
             except (UnicodeDecodeError, ValueError):

@@ -353,6 +353,11 @@ def make_handler(state, server_holder):
                     state.faults.clear()
                     state.ballast = b""
                 return self._send(200, {"faults": {}})
+            if path == "/__sim/rate-window":
+                # Test hook: forget the requests counted this minute.
+                with state.lock:
+                    state.rate_window = {}
+                return self._send(200, {"rate_window": {}})
             return self._fail(404, "NOT_FOUND", "no route for DELETE %s" % path)
 
     return Handler
