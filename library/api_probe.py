@@ -95,12 +95,33 @@ problems:
 """
 
 import datetime
+import os
 import socket
 import ssl
+import tempfile
 import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_api import ApiError, client_argument_spec, client_from_module
+
+
+def decode_der(der):
+    """Fields of a certificate that was not verified (validate_certs=false).
+
+    The ssl module only parses verified certificates; its decoder for PEM
+    files is the one way to read the dates without a third-party library.
+    """
+    if not der:
+        return {}
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(ssl.DER_cert_to_PEM_cert(der))
+        return ssl._ssl._test_decode_cert(path)  # pylint: disable=protected-access
+    except (AttributeError, ssl.SSLError, OSError):
+        return {}
+    finally:
+        os.unlink(path)
 
 
 def check_tls(base_url, timeout, validate):
@@ -115,11 +136,11 @@ def check_tls(base_url, timeout, validate):
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             with ctx.wrap_socket(sock, server_hostname=host) as tls:
-                cert = tls.getpeercert()
+                cert = tls.getpeercert() or decode_der(tls.getpeercert(binary_form=True))
     except (OSError, ssl.SSLError) as exc:
         return {"error": str(exc), "days_left": None}, ["TLS: cannot verify the certificate of %s: %s" % (host, exc)]
     if not cert:
-        return {"error": "certificate not readable without verification", "days_left": None}, []
+        return {"error": "certificate not readable", "days_left": None}, ["TLS: cannot read the certificate of %s" % host]
     not_after = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), datetime.timezone.utc)
     days = (not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400.0
     subject = dict(x[0] for x in cert.get("subject", ()))

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Benchmark: playbooks/daily.yml against 1 sandbox host and against a fleet
+of N (default 20) host aliases, each with its own simulator on its own port
+and its own app folder, with forks >= N. Both runs happen side by side in
+one invocation; the script prints both wall times and their ratio.
+
+Goal: the 20-host run takes at most 3x the 1-host run.
+
+    python tests/bench/bench_fleet.py            # BENCH_HOSTS=20 BENCH_ROUNDS=2
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "sandbox"))
+from tests.conftest import VENV_BIN, Sim  # noqa: E402
+import sandboxctl  # noqa: E402
+
+
+def inventory(path, hosts):
+    lines = ["all:", "  children:", "    bemore:", "      hosts:"]
+    for name, sim, app in hosts:
+        lines += ["        %s:" % name,
+                  "          bemore_base_url: http://127.0.0.1:%d" % sim.port,
+                  "          bemore_app_dir: %s" % app,
+                  "          performance_check_pid_file: %s" % os.path.join(os.path.dirname(app), "sim.pid")]
+    lines += ["      vars:",
+              "        ansible_connection: local",
+              "        ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
+              "        bemore_environment: bench",
+              "        bemore_service_name: \"\"",
+              "        disk_usage_folder_limit_mb: 8",
+              "        maintenance_lock_dir: %s" % os.path.join(os.path.dirname(path), "locks")]
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def run(inv, work, forks):
+    env = dict(os.environ)
+    env.update({"ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"), "PATH": VENV_BIN + os.pathsep + env["PATH"],
+                "BEMORE_STATE_DIR": os.path.join(work, "state"), "BEMORE_REPORT_DIR": os.path.join(work, "reports"),
+                "ANSIBLE_FORKS": str(forks)})
+    started = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", inv, os.path.join(REPO, "playbooks", "daily.yml")],
+                          env=env, capture_output=True, text=True, cwd=REPO)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit("daily.yml failed (rc %d):\n%s" % (proc.returncode, proc.stdout[-3000:]))
+    return elapsed
+
+
+def main():
+    count = int(os.environ.get("BENCH_HOSTS", "20"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+    work = tempfile.mkdtemp(prefix="bench-fleet-")
+    sims, hosts = [], []
+    try:
+        for i in range(count):
+            root = os.path.join(work, "h%02d" % i)
+            app = sandboxctl.seed_app(os.path.join(root, "app"))
+            sim = Sim(_Dir(root), extra=["--env-file", os.path.join(app, ".env"), "--log-file",
+                                         os.path.join(app, "logs", "app.log"), "--pid-file",
+                                         os.path.join(root, "sim.pid")])
+            sims.append(sim)
+            hosts.append(("api%02d" % i, sim, app))
+        one, fleet = os.path.join(work, "one.yml"), os.path.join(work, "fleet.yml")
+        inventory(one, hosts[:1])
+        inventory(fleet, hosts)
+        run(one, os.path.join(work, "warm"), 1)  # warm caches (imports, module zips, first log review)
+        run(fleet, os.path.join(work, "warm"), count)
+        t1, tn = [], []
+        for _ in range(rounds):
+            t1.append(run(one, os.path.join(work, "run"), max(count, 20)))
+            tn.append(run(fleet, os.path.join(work, "run"), max(count, 20)))
+        a, b = statistics.median(t1), statistics.median(tn)
+        print("daily.yml, 1 host:   %.1f s (rounds: %s)" % (a, ", ".join("%.1f" % x for x in t1)))
+        print("daily.yml, %d hosts: %.1f s (rounds: %s), forks %d" % (count, b, ", ".join("%.1f" % x for x in tn),
+                                                                    max(count, 20)))
+        print("ratio %d hosts / 1 host: %.2fx (goal <= 3x) on %d CPU(s)" % (count, b / a, os.cpu_count() or 1))
+    finally:
+        for sim in sims:
+            sim.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Dir(object):
+    """What Sim expects of pytest's tmp_path."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __truediv__(self, name):
+        return os.path.join(self.path, name)
+
+
+if __name__ == "__main__":
+    main()
