@@ -1,0 +1,114 @@
+"""AWX as code: schedules fire on the intended days, every template's
+playbook exists, the survey answers real variables, the AWX playbook passes
+syntax check, and the execution environment definition builds a context."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+from dateutil import rrule as du_rrule
+from dateutil import tz
+
+from tests.conftest import VENV_BIN
+from tests.helpers import REPO
+
+AWX = yaml.safe_load(open(os.path.join(REPO, "playbooks", "vars", "awx.yml")))
+SCHEDULES = {s["template"]: s["rrule"] for s in AWX["awx_schedules"]}
+
+
+def occurrences(rule, count=8):
+    return list(du_rrule.rrulestr(rule.replace(" RRULE:", "\nRRULE:")))[:count]
+
+
+@pytest.mark.parametrize("schedule", AWX["awx_schedules"], ids=lambda s: s["name"])
+def test_rrules_follow_awx_rules(schedule):
+    rule = schedule["rrule"]
+    assert re.match(r"^DTSTART;TZID=[A-Za-z_/]+:\d{8}T\d{6} RRULE:", rule), "DTSTART with a time zone first"
+    assert "INTERVAL=" in rule
+    assert "SECONDLY" not in rule
+    assert not re.search(r"BYDAY=[^;]*\d", rule), "numbered BYDAY is refused by AWX"
+    assert not ("COUNT=" in rule and "UNTIL=" in rule)
+    assert "RDATE" not in rule and "EXDATE" not in rule
+    assert schedule["template"] in {t["name"] for t in AWX["awx_job_templates"]}
+
+
+def test_daily_fires_every_day_at_six_seoul_time():
+    runs = occurrences(SCHEDULES["BeMore daily checks"])
+    assert all(r.hour == 6 and r.minute == 0 for r in runs)
+    assert all(r.tzinfo.utcoffset(r) == datetime.timedelta(hours=9) for r in runs)
+    assert [(b - a).days for a, b in zip(runs, runs[1:])] == [1] * 7
+
+
+def test_weekly_fires_on_mondays():
+    runs = occurrences(SCHEDULES["BeMore weekly maintenance"])
+    assert {r.weekday() for r in runs} == {0}
+    assert [(b - a).days for a, b in zip(runs, runs[1:])] == [7] * 7
+
+
+def test_monthly_fires_on_the_first():
+    runs = occurrences(SCHEDULES["BeMore monthly maintenance"], 12)
+    assert {r.day for r in runs} == {1} and len({r.month for r in runs}) == 12
+
+
+def test_quarterly_fires_at_the_start_of_each_quarter():
+    runs = occurrences(SCHEDULES["BeMore quarterly review"])
+    assert [(r.month, r.day) for r in runs[:4]] == [(1, 1), (4, 1), (7, 1), (10, 1)]
+    assert runs[0].astimezone(tz.UTC).hour == 0  # 09:00 in Seoul
+
+
+def test_every_job_template_runs_an_existing_playbook_with_its_inventory():
+    inventories = {i["name"]: i["source_path"] for i in AWX["awx_inventories"]}
+    for template in AWX["awx_job_templates"]:
+        assert os.path.isfile(os.path.join(REPO, template["playbook"])), template
+        assert os.path.isdir(os.path.join(REPO, inventories[template["inventory"]]))
+    playbooks = {t["playbook"] for t in AWX["awx_job_templates"]}
+    schedules = {"playbooks/%s.yml" % s for s in ("daily", "weekly", "monthly", "quarterly", "predeploy",
+                                                    "postdeploy", "incident")}
+    assert schedules <= playbooks
+
+
+def test_the_incident_survey_answers_the_role_confirmation_variables():
+    spec = yaml.safe_load(open(os.path.join(REPO, "roles", "incident_response", "meta", "argument_specs.yml")))
+    options = spec["argument_specs"]["main"]["options"]
+    survey = AWX["awx_surveys"]["incident"]["spec"]
+    names = [q["variable"] for q in survey]
+    assert set(names) <= set(options)
+    for name in names:
+        assert options[name]["type"] == "bool"
+    for question in survey:
+        assert question["default"] == "false", "a destructive action must never be the default"
+    # Every action has its confirmation in the survey.
+    assert {"incident_response_confirm_emergency_cleanup", "incident_response_confirm_restart",
+            "incident_response_confirm_degrade"} <= set(names)
+
+
+def test_no_secret_is_stored_in_the_awx_configuration():
+    text = open(os.path.join(REPO, "playbooks", "vars", "awx.yml")).read().lower()
+    assert not re.search(r"(password|token|secret)\s*:", text)
+    playbook = open(os.path.join(REPO, "playbooks", "awx_configure.yml")).read()
+    assert "awx_notification_webhook_url" in playbook and "no_log: true" in playbook
+
+
+def test_awx_playbook_passes_syntax_check():
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "--syntax-check",
+                           os.path.join(REPO, "playbooks", "awx_configure.yml")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_execution_environment_build_context(tmp_path):
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-builder"), "create", "-f",
+                           os.path.join(REPO, "execution-environment.yml"), "-c", str(tmp_path / "ctx")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    containerfile = (tmp_path / "ctx" / "Containerfile").read_text()
+    assert "ansible-core==2.19.14 ansible-runner==2.4.3" in containerfile
+    build = tmp_path / "ctx" / "_build"
+    assert "awx.awx" in (build / "requirements.yml").read_text()
+    assert "pymysql" in (build / "requirements.txt").read_text()
+    assert "mariadb-client" in (build / "bindep.txt").read_text()
