@@ -53,17 +53,26 @@ lint: venv
 	yamllint --strict .
 	ansible-lint --profile production -q
 
+# Unit and integration suites on both cores (pytest-xdist); every test has
+# its own simulator, ports, folders and schema.
+PYTEST_JOBS ?= 2
 unit: venv
-	pytest -q tests
+	pytest -q -n $(PYTEST_JOBS) tests
 
+# Every role's scenario, MOLECULE_JOBS at a time (each in its own container,
+# named after the role); a failing scenario shows the end of its log.
+MOLECULE_JOBS ?= 2
 molecule: venv testbed
-	@mkdir -p .cache; failed=""; for role in $(MOLECULE_ROLES); do \
-	  echo "=== molecule: $$role"; \
-	  if ! (cd roles/$$role && BEMORE_TESTBED_IMAGE=$$(cat $(REPO)/.testbed-image) BEMORE_MOLECULE_INSTANCE=$$role \
-	        molecule test > $(REPO)/.cache/molecule-$$role.log 2>&1); then \
-	    failed="$$failed $$role"; echo "--- molecule $$role FAILED, last lines of .cache/molecule-$$role.log:"; \
-	    tail -n 40 $(REPO)/.cache/molecule-$$role.log; fi; done; \
-	if [ -n "$$failed" ]; then echo "molecule failed for:$$failed"; exit 1; fi; \
+	@mkdir -p .cache; rm -f .cache/molecule-*.failed; \
+	printf '%s\n' $(MOLECULE_ROLES) | xargs -P $(MOLECULE_JOBS) -I{} sh -c '\
+	  start=$$(date +%s); \
+	  if (cd roles/{} && BEMORE_TESTBED_IMAGE=$$(cat $(REPO)/.testbed-image) BEMORE_MOLECULE_INSTANCE={} \
+	      molecule test > $(REPO)/.cache/molecule-{}.log 2>&1); then \
+	    echo "=== molecule {}: passed in $$(( $$(date +%s) - start ))s"; \
+	  else touch $(REPO)/.cache/molecule-{}.failed; \
+	    echo "=== molecule {}: FAILED, last lines of .cache/molecule-{}.log:"; tail -n 40 $(REPO)/.cache/molecule-{}.log; fi'; \
+	failed=$$(ls .cache/*.failed 2>/dev/null | sed 's|.cache/molecule-||;s|.failed||' | tr '\n' ' '); \
+	if [ -n "$$failed" ]; then echo "molecule failed for: $$failed"; exit 1; fi; \
 	echo "molecule: $(words $(MOLECULE_ROLES)) roles passed"
 
 test: venv deps

@@ -419,6 +419,8 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--commit", default="abc1234def567")
+    parser.add_argument("--commit-file", help="read the commit from this file (a release's REVISION); "
+                                              "a missing or empty file stops the start, as a broken release would")
     parser.add_argument("--log-file", help="append app log lines (INFO/ERROR) here")
     parser.add_argument("--env-file", help="the app's .env, read for TEMP_CLEANUP_INTERVAL_MIN")
     parser.add_argument("--pid-file")
@@ -426,6 +428,14 @@ def main(argv=None):
     parser.add_argument("--cors-origin", action="append", default=[], help="an allowed frontend origin")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
+    if args.commit_file:
+        try:
+            with open(args.commit_file, encoding="utf-8") as handle:
+                args.commit = handle.read().strip()
+        except OSError as exc:
+            sys.exit("bemore_sim: cannot read the release's commit: %s" % exc)
+        if not args.commit:
+            sys.exit("bemore_sim: %s is empty" % args.commit_file)
     for item in args.fault:
         name, sep, value = item.partition("=")
         if not sep:

@@ -142,6 +142,7 @@ def sandbox(tmp_path, ansible_env, npm_registry):
     import sandboxctl  # pylint: disable=import-outside-toplevel
 
     registry = npm_registry()
+    sandboxctl.seed_db()  # the bemore schema the database steps work on (idempotent)
     app = sandboxctl.seed_app(os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "app"), registry=registry.url,
                               install=True)
     server = Sim(tmp_path, extra=["--env-file", os.path.join(app, ".env"),
