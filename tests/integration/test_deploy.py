@@ -109,3 +109,65 @@ def test_a_bad_commit_name_is_refused_before_anything(repo, ansible_env):
     assert proc.returncode != 0
     assert "deploy_commit must be a commit id or ref" in proc.stdout
     assert git(repo["bare"], "rev-parse", "refs/heads/woo") == repo["first"]
+
+
+class Provider(threading.Thread):
+    """A hosting provider's deploy hook on loopback: POST ?ref=<commit> deploys it to the simulator."""
+
+    def __init__(self, sim, broken=(), head=""):
+        super().__init__(daemon=True)
+        import http.server
+        import urllib.parse
+
+        provider = self
+        self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                # Without a ref the provider deploys its branch head.
+                ref = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("ref", [head])[0]
+                provider.calls.append(ref)
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                sim.control("DELETE", "/__sim/faults")
+                if ref in broken:
+                    sim.fault(health_down=True)
+                sim.control("POST", "/__sim/commit", {"commit": ref})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/deploy/srv-secret-hook-key" % self.server.server_address[1]
+
+    def run(self):
+        self.server.serve_forever()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("supports_ref", [True, False])
+def test_deploy_hook_rolls_back_with_the_previous_ref_or_says_how(sandbox, ansible_env, supports_ref):
+    previous, broken = "1111111aaaaaaa", "2222222bbbbbbb"
+    sandbox.control("POST", "/__sim/commit", {"commit": previous})
+    provider = Provider(sandbox, broken=(broken,), head=broken)
+    provider.start()
+    try:
+        proc = play("deploy.yml", ansible_env, "-e", "bemore_deploy_commit=" + broken, "-e", "deploy_strategy=deploy_hook",
+                    "-e", "deploy_hook_url=" + provider.url, "-e", "deploy_hook_supports_ref=%s" % supports_ref,
+                    "-e", "health_check_retries=0")
+    finally:
+        provider.stop()
+    assert proc.returncode != 0
+    assert "srv-secret-hook-key" not in proc.stdout
+    if supports_ref:
+        assert provider.calls == [broken, previous]
+        deploy = steps(latest(ansible_env, "deploy"))["deploy"]
+        assert deploy["figures"]["rolled_back"] is True and deploy["figures"]["rollback_healthy"] is True
+        assert sandbox.control("GET", "/health")["commit"] == previous
+    else:
+        # The hook deploys its branch head only: no silent half-rollback, a loud manual step.
+        assert provider.calls == [broken]
+        assert "ROLLBACK NOT AUTOMATIC" in proc.stdout and "redeploy commit %s" % previous in proc.stdout
