@@ -17,7 +17,7 @@ description:
   - Returns the position reached (I(position) for the next run) and which
     signatures were not seen before (I(known_signatures)), so a daily review
     never re-reports old lines.
-  - Follows rotations: a file renamed away (logrotate's default) is finished
+  - Follows rotations. A file renamed away (logrotate's default) is finished
     from the old position through its inode, also when the rotated copy was
     compressed; a file truncated in place (C(copytruncate)) is finished from
     the copy. Only whole lines are read; a line still being written is read
