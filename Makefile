@@ -71,7 +71,7 @@ molecule: venv testbed
 	    echo "=== molecule {}: passed in $$(( $$(date +%s) - start ))s"; \
 	  else touch $(REPO)/.cache/molecule-{}.failed; \
 	    echo "=== molecule {}: FAILED, last lines of .cache/molecule-{}.log:"; tail -n 40 $(REPO)/.cache/molecule-{}.log; fi'; \
-	failed=$$(ls .cache/*.failed 2>/dev/null | sed 's|.cache/molecule-||;s|.failed||' | tr '\n' ' '); \
+	failed=$$(find .cache -name 'molecule-*.failed' | sed 's|.cache/molecule-||;s|.failed||' | tr '\n' ' '); \
 	if [ -n "$$failed" ]; then echo "molecule failed for: $$failed"; exit 1; fi; \
 	echo "molecule: $(words $(MOLECULE_ROLES)) roles passed"
 
