@@ -43,14 +43,7 @@ options:
 extends_documentation_fragment:
   - bemore_api
   - bemore_api.retries
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - bemore_attributes.readonly
 author:
   - BeMore maintenance runbooks contributors
 """

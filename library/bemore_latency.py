@@ -32,14 +32,7 @@ options:
     default: 200
 extends_documentation_fragment:
   - bemore_api
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - bemore_attributes.readonly
 author:
   - BeMore maintenance runbooks contributors
 """

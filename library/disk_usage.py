@@ -38,14 +38,8 @@ options:
     description: Hours the samples must span before a growth rate is estimated.
     type: float
     default: 12
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - bemore_attributes.readonly
 author:
   - BeMore maintenance runbooks contributors
 """

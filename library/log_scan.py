@@ -63,14 +63,8 @@ options:
     description: Number of signatures in RV(top_signatures).
     type: int
     default: 10
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - bemore_attributes.readonly
 author:
   - BeMore maintenance runbooks contributors
 """

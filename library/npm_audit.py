@@ -70,14 +70,7 @@ options:
     type: str
 extends_documentation_fragment:
   - npm_cli
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - bemore_attributes.readonly
 seealso:
   - module: npm_outdated
 author:

@@ -24,14 +24,7 @@ version_added: "1.0.0"
 options: {}
 extends_documentation_fragment:
   - npm_cli
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - bemore_attributes.readonly
 seealso:
   - module: npm_audit
 author:

@@ -42,14 +42,8 @@ options:
     description: Points a series needs before its trend is judged.
     type: int
     default: 3
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - bemore_attributes.readonly
 author:
   - BeMore maintenance runbooks contributors
 """

@@ -38,14 +38,8 @@ options:
     description: A review due within this many days is reported as due soon.
     type: int
     default: 30
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - bemore_attributes.readonly
 author:
   - BeMore maintenance runbooks contributors
 """
