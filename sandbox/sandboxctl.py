@@ -127,6 +127,9 @@ def seed_app(app_dir, now=None, registry=None, install=False):
               "registry=%s\naudit=false\nfund=false\nupdate-notifier=false\n" % registry)
     lock = os.path.join(app_dir, "package-lock.json")
     if install and registry and not (unchanged and os.path.exists(lock)):
+        if shutil.which("npm") is None:
+            sys.exit("sandbox: npm is not installed; the sandbox app's dependencies are installed with it "
+                     "(Debian: apt-get install -y nodejs npm)")
         wait_for_url(registry)
         if os.path.exists(lock):
             os.unlink(lock)
