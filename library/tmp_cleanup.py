@@ -26,6 +26,11 @@ description:
     message and without touching anything.
   - Runs on the same path are serialised with a lock, so two runs at once
     neither crash nor count the same file twice.
+  - The walk decides and a forked helper process unlinks, in batches handed
+    over with the open directory descriptor, so the kernel's unlink work
+    overlaps the walk; on a large tree this is faster than C(find -delete).
+    The helper too unlinks only relative to the directory the walk checked.
+    If it cannot start or dies, the walk unlinks the rest itself and reports it.
   - Memory stays small on huge trees. The age rule deletes during the walk.
     For the size cap only a time stamp and a size are kept per young file
     (16 bytes each), and a second walk evicts the oldest of them.
@@ -182,13 +187,11 @@ over_cap:
 
 import gc
 import os
-import stat
 import time
 from array import array
-from operator import attrgetter
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.safe_tree import UnsafeRoot, Walker, check_root, compile_globs, join, open_files
+from ansible.module_utils.safe_tree import Rule, UnsafeRoot, Walker, check_root, compile_globs, open_files
 
 DAY = 86400.0
 MB = 1024 * 1024
@@ -237,8 +240,9 @@ class Cleanup(object):
 
     def __init__(self, root, max_age_days=7.0, max_size_mb=500.0, patterns=None, excludes=None,
                  age_stamp="mtime", skip_open_files=True, one_file_system=True, remove_empty_dirs=False,
-                 max_runtime_s=0.0, check_mode=False, deleted_limit=100, now=None):
+                 max_runtime_s=0.0, check_mode=False, deleted_limit=100, now=None, background_unlink=True):
         self.root = root
+        self.background_unlink = background_unlink
         self.max_age = max_age_days * DAY
         self.cap = int(max_size_mb * MB)
         self.patterns = None if not patterns or patterns == ["*"] else compile_globs(patterns)
@@ -259,109 +263,40 @@ class Cleanup(object):
         self.bytes_remaining = 0
         self.over_cap = False
 
-    # -- helpers -----------------------------------------------------------
-    def _record(self, dir_fd_base, name, st, reason, stamp):
-        self.files_deleted += 1
-        self.deleted_by[reason] += 1
-        size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-        self.bytes_freed += size
-        if len(self.deleted) < self.deleted_limit:
-            self.deleted.append({"path": os.path.join(self.root, join(dir_fd_base, name)), "size": size,
+    # -- the two sweeps --------------------------------------------------------
+    def _tally(self, rule, reason):
+        self.files_deleted += rule.removed
+        self.deleted_by[reason] += rule.removed
+        self.bytes_freed += rule.removed_bytes
+        room = self.deleted_limit - len(self.deleted)
+        for relpath, size, stamp in rule.listed[:max(room, 0)]:
+            self.deleted.append({"path": os.path.join(self.root, relpath), "size": size,
                                  "age_days": round((self.now - stamp) / DAY, 2), "reason": reason})
 
-    # -- the two walks ---------------------------------------------------------
+    def _rule(self, **kwargs):
+        return Rule(attr=self.stamp_attr, patterns=self.patterns, held=self.held if self.skip_open_files else None,
+                    list_limit=self.deleted_limit, **kwargs)
+
     def _age_pass(self):
-        walker, attr, patterns = self.walker, self.stamp_attr, self.patterns
-        cutoff = self.now - self.max_age  # older than this goes
-        held = self.held if self.skip_open_files else None
-        skipped, record = walker.skipped, self._record
-        collect = bool(self.cap)
-        stamps, sizes = array("d"), array("q")
-        remaining = [0, 0]
-        deleted_list, limit = self.deleted, self.deleted_limit
-        # Deletions counted in locals; _record is only called for the listed ones.
-        acc = [0, 0]  # files, bytes deleted by age
-        S_ISLNK = stat.S_ISLNK
-
-        stamp_of, unlink_failed = attrgetter(attr), walker.unlink_failed
-        check_mode = self.check_mode
-        os_unlink = os.unlink
-
-        def on_file(dir_fd, name, st, base):
-            stamp = stamp_of(st)
-            considered = patterns is None or patterns.match(name) is not None
-            if considered and stamp < cutoff:
-                if held and (st.st_dev, st.st_ino) in held:
-                    skipped["open"] += 1
-                else:
-                    # The common case inline (a call per file costs here); errors
-                    # go through walker.unlink, which counts them.
-                    gone = True
-                    if not check_mode:
-                        try:
-                            os_unlink(name, dir_fd=dir_fd)
-                        except OSError as exc:
-                            unlink_failed(base, name, exc)
-                            gone = False
-                    if gone:
-                        if len(deleted_list) < limit:
-                            record(base, name, st, "age", stamp)
-                        else:
-                            acc[0] += 1
-                            if not S_ISLNK(st.st_mode):
-                                acc[1] += st.st_size
-                        return True
-                    if S_ISLNK(st.st_mode):
-                        return False
-            if S_ISLNK(st.st_mode):
-                skipped["symlink"] += 1
-                return False
-            remaining[0] += 1
-            remaining[1] += st.st_size
-            if collect and considered and stamp >= cutoff and not (held and (st.st_dev, st.st_ino) in held):
-                stamps.append(stamp)
-                sizes.append(st.st_size)
-            return False
-
-        def on_protected(st):
-            remaining[0] += 1
-            remaining[1] += st.st_size
-
-        walker.on_protected = on_protected
-        complete = walker.walk(on_file)
-        walker.on_protected = None
-        self.files_deleted += acc[0]
-        self.deleted_by["age"] += acc[0]
-        self.bytes_freed += acc[1]
-        return complete, stamps, sizes, remaining
+        """Remove what is older than max_age; collect the rest's stamps and sizes for the cap."""
+        rule = self._rule(hi=self.now - self.max_age, collect=bool(self.cap))
+        complete = self.walker.sweep(rule, self.background_unlink)
+        self._tally(rule, "age")
+        self.files_remaining, self.bytes_remaining = rule.kept, rule.kept_bytes
+        return complete, rule.stamps, rule.sizes
 
     def _cap_pass(self, threshold, budget):
-        walker, attr, patterns = self.walker, self.stamp_attr, self.patterns
-        cutoff = self.now - self.max_age
-        held = self.held if self.skip_open_files else None
-        state = {"budget": budget}
+        """Evict regular files from the max_age cutoff up to ``threshold`` (ties while ``budget`` lasts).
 
-        def on_file(dir_fd, name, st, base):
-            if not stat.S_ISREG(st.st_mode) or not (patterns is None or patterns.match(name) is not None):
-                return False
-            stamp = getattr(st, attr)
-            if stamp < cutoff:
-                return False  # the age pass already dealt with it (open, or check mode)
-            if stamp > threshold or (stamp == threshold and state["budget"] <= 0):
-                return False
-            if held and (st.st_dev, st.st_ino) in held:
-                walker.skipped["open"] += 1
-                return False
-            if walker.unlink(dir_fd, name, base):
-                if stamp == threshold:
-                    state["budget"] -= st.st_size
-                self._record(base, name, st, "size_cap", stamp)
-                self.files_remaining -= 1
-                self.bytes_remaining -= st.st_size
-                return True
-            return False
-
-        return walker.walk(on_file)
+        Files older than the cutoff that are still there were left by the age
+        pass on purpose (open, or check mode): the lower bound keeps them out.
+        """
+        rule = self._rule(lo=self.now - self.max_age, hi=threshold, tie_budget=budget, regular_only=True)
+        complete = self.walker.sweep(rule, self.background_unlink)
+        self._tally(rule, "size_cap")
+        self.files_remaining -= rule.removed
+        self.bytes_remaining -= rule.removed_bytes
+        return complete
 
     def run(self, lock_timeout=60.0):
         walker = self.walker
@@ -377,8 +312,7 @@ class Cleanup(object):
                                    % (self.root, lock_timeout))
             if self.skip_open_files:
                 self.held = open_files(walker.root_dev)
-            complete, stamps, sizes, remaining = self._age_pass()
-            self.files_remaining, self.bytes_remaining = remaining
+            complete, stamps, sizes = self._age_pass()
             if complete and self.cap and self.bytes_remaining > self.cap:
                 found = eviction_threshold(stamps, sizes, self.bytes_remaining - self.cap)
                 del stamps, sizes

@@ -301,3 +301,66 @@ def test_random_trees_keep_the_promises(tmp_path_factory, entries, cap_kb, max_a
     if cap:
         protected = sum(v[1] for k, v in files_after.items() if k.endswith(".keep"))
         assert total_after <= cap or total_after == protected, "over the cap with deletable files left"
+
+
+# --- the unlink helper process ------------------------------------------------
+
+def hostile_tree(root, outside):
+    """Old and young files in nested folders, links out, an excluded file and ties for the cap."""
+    make(str(outside / "target.wav"), 5000, 30)
+    for i in range(600):
+        make(str(root / ("d%d" % (i % 7)) / ("e%d" % (i % 3)) / ("f%04d.wav" % i)), size=100 + i,
+             age_days=(i % 20) * 0.75)
+    for i in range(5):
+        make(str(root / "tie" / ("t%d.wav" % i)), size=1000, age_days=3)  # same stamp: a tie at the threshold
+    make(str(root / "d1" / "keep.me"), size=50000, age_days=30)
+    os.symlink(str(outside / "target.wav"), str(root / "d2" / "link_out.wav"))
+    os.symlink(str(outside), str(root / "d3" / "dirlink"))
+
+
+@pytest.mark.parametrize("cap_mb", [0, 0.15])
+def test_the_helper_process_and_unlinking_in_place_agree(tmp_path, cap_mb):
+    outcomes = []
+    for background in (True, False):
+        root, outside = tmp_path / ("root%d" % background), tmp_path / ("out%d" % background)
+        hostile_tree(root, outside)
+        before_outside = snapshot(outside)
+        result = run(root, max_age_days=7, max_size_mb=cap_mb, excludes=["keep.*"], remove_empty_dirs=True,
+                     background_unlink=background)
+        assert snapshot(outside) == before_outside
+        result.pop("root")
+        # Listing order is each directory's own; compare the deleted entries as a set.
+        result["deleted"] = sorted((os.path.relpath(d["path"], str(root)), d["size"], d["reason"])
+                                   for d in result["deleted"])
+        kinds = {0o04: "dir", 0o12: "link"}  # their own stamps differ between the two trees
+        left = sorted((rel, kinds.get(v[0], v)) for rel, v in snapshot(root).items())
+        outcomes.append((result, left))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0]["files_deleted"] > 0
+    if cap_mb:
+        assert outcomes[0][0]["deleted_by"]["size_cap"] > 0 and not outcomes[0][0]["over_cap"]
+
+
+def test_a_dead_helper_is_reported_and_the_next_run_finishes(tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    root = tmp_path / "root"
+    hostile_tree(root, outside)
+    before_outside = snapshot(outside)
+    monkeypatch.setattr(safe_tree, "_unlink_helper", lambda sock, bufsize: os._exit(3))
+    first = run(root, max_age_days=7, max_size_mb=0)
+    assert any("helper process stopped early" in e for e in first["errors"])
+    assert snapshot(outside) == before_outside
+    monkeypatch.undo()
+    second = run(root, max_age_days=7, max_size_mb=0)
+    assert not second["errors"]
+    old = [p for p, v in snapshot(root).items() if v[0] == 0o10 and NOW - v[2] > 7 * DAY and "keep" not in p]
+    assert old == []
+    assert second["files_remaining"] == sum(1 for v in snapshot(root).values() if v[0] == 0o10)
+
+
+def test_no_helper_process_is_left_behind(tmp_path):
+    for i in range(300):
+        make(str(tmp_path / ("f%03d" % i)), size=1, age_days=10)
+    run(tmp_path, max_age_days=7, max_size_mb=0)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child of this process is left, not even a zombie
