@@ -31,8 +31,8 @@ how the code reaches the target:
 - values of ``no_log`` options are removed from the result.
 
 Everything else, and anything this path cannot serve (no known interpreter,
-async, a module importing other module_utils, ``bemore_light_modules:
-false``), runs through ``_execute_module`` as usual: the module files stay
+a connection without pipelining, async, a module importing other
+module_utils, ``bemore_light_modules: false``), runs through ``_execute_module`` as usual: the module files stay
 complete modules, for ``ansible-doc``, ad-hoc use and that fallback.
 """
 
@@ -262,7 +262,11 @@ class ActionModule(ActionBase):
         if light not in ("false", "no", "0") and not self._task.async_val \
                 and self._connection._shell.SHELL_FAMILY == "sh":
             in_process = light != "subprocess" and self._local_and_same_user()
-            interpreter = None if in_process else self._interpreter(task_vars)
+            # The payload travels on stdin, which a connection passes only
+            # where it can pipeline (not podman, say), and only where the
+            # user allows it (sudo's requiretty).
+            interpreter = None if in_process or not self._connection.is_pipelining_enabled() \
+                else self._interpreter(task_vars)
             if in_process or interpreter:
                 plan = self._plan(name)
         if plan is None:

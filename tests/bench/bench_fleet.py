@@ -6,6 +6,10 @@ one invocation; the script prints both wall times and their ratio.
 
 Goal: the 20-host run takes at most 3x the 1-host run.
 
+It then runs both once more with bemore_light_modules=false (every module
+through AnsiballZ) and prints how much the light path saves
+(plugins/action/light_module.py); BENCH_COMPARE=0 skips that.
+
     python tests/bench/bench_fleet.py            # BENCH_HOSTS=20 BENCH_ROUNDS=2
 """
 
@@ -45,13 +49,13 @@ def inventory(path, hosts):
         fh.write("\n".join(lines) + "\n")
 
 
-def run(inv, work, forks):
+def run(inv, work, forks, extra=()):
     env = dict(os.environ)
     env.update({"ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"), "PATH": VENV_BIN + os.pathsep + env["PATH"],
                 "BEMORE_STATE_DIR": os.path.join(work, "state"), "BEMORE_REPORT_DIR": os.path.join(work, "reports"),
                 "ANSIBLE_FORKS": str(forks)})
     started = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", inv, os.path.join(REPO, "playbooks", "daily.yml")],
+    proc = subprocess.run(["ansible-playbook", "-i", inv, os.path.join(REPO, "playbooks", "daily.yml")] + list(extra),
                           env=env, capture_output=True, text=True, cwd=REPO)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
@@ -87,6 +91,13 @@ def main():
         print("daily.yml, %d hosts: %.1f s (rounds: %s), forks %d" % (count, b, ", ".join("%.1f" % x for x in tn),
                                                                     max(count, 20)))
         print("ratio %d hosts / 1 host: %.2fx (goal <= 3x) on %d CPU(s)" % (count, b / a, os.cpu_count() or 1))
+        if os.environ.get("BENCH_COMPARE", "1") != "0":
+            off = ["-e", "bemore_light_modules=false"]
+            s1 = run(one, os.path.join(work, "run"), max(count, 20), off)
+            sn = run(fleet, os.path.join(work, "run"), max(count, 20), off)
+            print("without the light path: 1 host %.1f s, %d hosts %.1f s (ratio %.2fx); "
+                  "the light path is %.2fx faster on 1 host, %.2fx on %d"
+                  % (s1, count, sn, sn / s1, s1 / a, sn / b, count))
     finally:
         for sim in sims:
             sim.stop()

@@ -95,7 +95,10 @@ def run(tmp_path, sim, mode):
     play = os.path.join(base, "play.yml")
     with open(play, "w", encoding="utf-8") as handle:
         handle.write(PLAYBOOK % {"dir": base, "sim": sim.url, "token": TOKEN})
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # Pipelining lets the local connection pass stdin, as SSH does with
+    # ansible.cfg's setting; without it the reference run shows its AnsiballZ files.
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PIPELINING="1" if mode == "subprocess" else "0")
     proc = subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", play,
                            "-e", "bemore_light_modules=%s" % mode, "-vvv"],
                           capture_output=True, text=True, cwd=REPO, env=env, check=False)
