@@ -108,7 +108,9 @@ waited_s:
   type: float
 """
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import time
@@ -149,11 +151,34 @@ def make_record(run_id, owner, playbook, now):
             "started_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "pid": os.getpid()}
 
 
+@contextlib.contextmanager
+def guarded(lock_file):
+    """Serialise every attempt and release on one lock folder with flock on the folder.
+
+    O_EXCL alone makes creation atomic, but judging a lock stale and moving it
+    aside is read-then-rename: without the guard a contender that read the
+    stale record could rename aside a fresh lock another contender had just
+    created, and both would believe they hold it. The guard is held for one
+    attempt (milliseconds), never while waiting.
+    """
+    fd = os.open(os.path.dirname(lock_file) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def try_acquire(lock_file, record, stale_after_s, now):
     """One attempt. Return (created, took_over, holder); raise LockHeld for a live lock of another run.
 
     ``created`` is False when the lock already belonged to this run.
     """
+    with guarded(lock_file):
+        return _try_acquire(lock_file, record, stale_after_s, now)
+
+
+def _try_acquire(lock_file, record, stale_after_s, now):
     payload = json.dumps(record).encode()
     took_over = {}
     for _attempt in range(3):
@@ -167,8 +192,8 @@ def try_acquire(lock_file, record, stale_after_s, now):
                 continue  # released between our open and read
             if lock_age(holder, lock_file, now) < stale_after_s:
                 raise LockHeld(holder)
-            # Stale: move it aside. Only one contender's rename succeeds; the
-            # others find the file gone and race on O_EXCL again.
+            # Stale: move it aside (under the guard, so the file renamed is
+            # the one just judged), then create ours with O_EXCL.
             aside = "%s.stale.%s" % (lock_file, record["run_id"])
             try:
                 os.rename(lock_file, aside)
@@ -224,7 +249,13 @@ def main():
         result["holder"] = holder
         if holder.get("run_id") == p["run_id"]:
             if not module.check_mode:
-                os.unlink(lock_file)
+                try:
+                    with guarded(lock_file):
+                        # Re-read under the guard: only our own record is removed.
+                        if read_lock(lock_file).get("run_id") == p["run_id"]:
+                            os.unlink(lock_file)
+                except OSError as exc:
+                    module.fail_json(msg="cannot release the lock %s: %s" % (lock_file, exc.strerror or exc))
             result["changed"] = True
             result["holder"] = {}
         elif holder:
