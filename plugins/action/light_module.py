@@ -290,9 +290,12 @@ class ActionModule(ActionBase):
             return result
         path_keys = [key for key, option in spec.items()
                      if option.get("type") == "path" or option.get("elements") == "path"]
-        payload = get_module_encoder("legacy", Direction.CONTROLLER_TO_MODULE)().encode(
-            {"params": dict(validated.validated_parameters), "path_keys": path_keys, "check_mode": check_mode,
-             "diff": bool(self._play_context.diff), "module": source, "utils": utils, "standin": _STANDIN})
+        request = {"params": dict(validated.validated_parameters), "path_keys": path_keys, "check_mode": check_mode,
+                   "diff": bool(self._play_context.diff)}
+        if not in_process:  # the target gets the code too; this worker has it loaded already
+            request.update(module=source, utils=utils, standin=_STANDIN)
+        # Encoded as for any module, so tagged templating results arrive as plain values either way.
+        payload = get_module_encoder("legacy", Direction.CONTROLLER_TO_MODULE)().encode(request)
         if in_process:
             data = _run_in_process(namespace, payload)
         else:

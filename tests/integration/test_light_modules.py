@@ -156,7 +156,7 @@ def test_each_path_does_the_work(outcomes, mode):
     assert bootstraps == (15 if mode == "subprocess" else 0)  # 18 light tasks, 3 refused by validation first
 
 
-def test_no_light_path_for_a_module_without_its_action():
+def test_every_light_action_is_a_link_to_the_one_plugin_for_a_library_module():
     """Only modules with a symlink in plugins/action take the light path; each link points at the one plugin."""
     folder = os.path.join(REPO, "plugins", "action")
     links = sorted(n[:-3] for n in os.listdir(folder) if os.path.islink(os.path.join(folder, n)))

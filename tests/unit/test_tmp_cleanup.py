@@ -358,9 +358,19 @@ def test_a_dead_helper_is_reported_and_the_next_run_finishes(tmp_path, monkeypat
     assert second["files_remaining"] == sum(1 for v in snapshot(root).values() if v[0] == 0o10)
 
 
-def test_no_helper_process_is_left_behind(tmp_path):
+def test_no_helper_process_is_left_behind(tmp_path, monkeypatch):
+    started = []
+
+    class Recording(safe_tree.Unlinker):
+        def __init__(self):
+            super().__init__()
+            started.append(self.pid)
+
+    monkeypatch.setattr(safe_tree, "Unlinker", Recording)
     for i in range(300):
         make(str(tmp_path / ("f%03d" % i)), size=1, age_days=10)
-    run(tmp_path, max_age_days=7, max_size_mb=0)
+    result = run(tmp_path, max_age_days=7, max_size_mb=0)
+    assert result["files_deleted"] == 300 and not result["errors"]
+    assert len(started) == 1 and started[0]
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no child of this process is left, not even a zombie
+        os.waitpid(started[0], os.WNOHANG)  # already reaped: no helper and no zombie is left
