@@ -130,6 +130,14 @@ sys.stdout.write(OUT[0] if OUT else '{"failed": true, "msg": "the module returne
 '''
 
 
+# Compiled once: the module-level caches below are filled in the controller's
+# main process before it forks the task workers (see
+# plugins/callback/controller_warmup.py), so each worker inherits them
+# instead of parsing and compiling the same sources again.
+_STANDIN_CODE = compile(_STANDIN, "<light stand-in>", "exec")
+_PLANS = {}
+
+
 class _Captured(Exception):
     """Raised by the capturing stand-in with the module's AnsibleModule arguments."""
 
@@ -211,7 +219,7 @@ def _collect_utils(source):
 def _run_in_process(namespace, payload):
     """Run the module's main() here, in this forked task worker, against the stand-in."""
     standin = {"P": json.loads(payload), "OUT": []}
-    exec(compile(_STANDIN, "<light stand-in>", "exec"), standin)  # pylint: disable=exec-used
+    exec(_STANDIN_CODE, standin)  # pylint: disable=exec-used
     namespace["AnsibleModule"] = standin["AnsibleModule"]
     try:
         namespace["main"]()
@@ -319,18 +327,45 @@ class ActionModule(ActionBase):
             name, collection_list=self._task.collections)
         if not context.resolved or not context.plugin_resolved_path.endswith(".py"):
             return None
-        path = context.plugin_resolved_path
-        with open(path, encoding="utf-8") as handle:
-            source = handle.read()
-        utils = _collect_utils(source)
-        if utils is None:
-            return None
-        # The module's own code is loaded here once, to read the argument_spec
-        # it gives AnsibleModule; its module_utils resolve from the project's
-        # module_utils folders.
-        import ansible.module_utils as package  # pylint: disable=import-outside-toplevel
-        for folder in _module_utils_paths():
-            if folder not in package.__path__:
-                package.__path__.append(folder)
-        namespace, spec_kwargs = _capture_spec(source, path)
-        return source, utils, namespace, spec_kwargs
+        return plan_for(context.plugin_resolved_path)
+
+    @staticmethod
+    def warm_up(name):
+        """Fill the plan cache for the module NAME in this (the controller's main) process."""
+        from ansible.plugins.loader import module_loader  # pylint: disable=import-outside-toplevel
+        context = module_loader.find_plugin_with_context(name)
+        if context.resolved and context.plugin_resolved_path.endswith(".py"):
+            plan_for(context.plugin_resolved_path)
+
+
+def plan_for(path):
+    """The cached plan of the module file at PATH (see ActionModule._plan); None for the standard path."""
+    try:
+        stamp = os.stat(path)
+    except OSError:
+        return None
+    key = (path, stamp.st_mtime_ns, stamp.st_size)
+    if key not in _PLANS:
+        _PLANS[key] = _make_plan(path)
+    plan = _PLANS[key]
+    if plan is None:
+        return None
+    source, utils, namespace, spec_kwargs = plan
+    return source, utils, namespace, dict(spec_kwargs)
+
+
+def _make_plan(path):
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    utils = _collect_utils(source)
+    if utils is None:
+        return None
+    # The module's own code is loaded here once, to read the argument_spec
+    # it gives AnsibleModule; its module_utils resolve from the project's
+    # module_utils folders.
+    import ansible.module_utils as package  # pylint: disable=import-outside-toplevel
+    for folder in _module_utils_paths():
+        if folder not in package.__path__:
+            package.__path__.append(folder)
+    namespace, spec_kwargs = _capture_spec(source, path)
+    return source, utils, namespace, spec_kwargs
