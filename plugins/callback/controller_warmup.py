@@ -83,9 +83,12 @@ class CallbackModule(CallbackBase):
             list(test_loader.all())
             # A filter and a test in one template build and cache the lexer.
             Templar(loader=None).template(trust_as_template("{{ [1] | length is number }}"))
-            for name in light_module_names(C.DEFAULT_ACTION_PLUGIN_PATH):
+            names = light_module_names(C.DEFAULT_ACTION_PLUGIN_PATH)
+            for name in names:
                 plugin = action_loader.get(name, class_only=True)
                 if plugin is not None and hasattr(plugin, "warm_up"):
                     plugin.warm_up(name)
+            display.vvvv("controller_warmup: Jinja plugins and %d light module plan(s) ready before the workers fork"
+                         % len(names))
         except Exception as exc:  # pylint: disable=broad-except
             display.vvv("controller_warmup: caches not warmed (%s); the workers fill them" % exc)
