@@ -9,8 +9,8 @@ loads every filter and test plugin lazily, on the first template that needs
 them, and that is nearly always inside a worker: each of the hundreds of
 workers of a fleet run paid for it again (profiled: a third of a daily run's
 worker CPU on 20 hosts, together with the light modules' plan below). Done
-once in the main process at the start of a play, the workers inherit it
-through fork.
+once in the main process at the start of the first play, it reaches every
+worker through fork.
 
 It also prepares the plans of this project's light modules
 (plugins/action/light_module.py: each module's argument_spec and
@@ -28,7 +28,7 @@ type: aggregate
 short_description: Warm the controller's template and light-module caches before workers fork
 description:
   - Builds the Jinja lexer, loads the filter and test plugins and prepares the plans of the
-    project's light modules in the controller's main process at the start of each play, so
+    project's light modules in the controller's main process at the start of the first play, so
     the forked task workers inherit them instead of redoing the work per host and task.
   - Changes no result and no output; a failure here is ignored (the workers then do the work).
   - Loaded automatically from the project's callback_plugins folder.
@@ -63,7 +63,7 @@ def light_module_names(folders):
 
 
 class CallbackModule(CallbackBase):
-    """Warms the caches at the start of every play (a play may change nothing they hold, so once is enough)."""
+    """Warms the caches at the start of the first play; they hold for the rest of the run."""
 
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
