@@ -323,19 +323,21 @@ class ActionModule(ActionBase):
 
     def _plan(self, name):
         """(source, utils, namespace, AnsibleModule kwargs) of the module, or None for the standard path."""
-        context = self._shared_loader_obj.module_loader.find_plugin_with_context(
-            name, collection_list=self._task.collections)
-        if not context.resolved or not context.plugin_resolved_path.endswith(".py"):
-            return None
-        return plan_for(context.plugin_resolved_path)
+        return plan_for_name(self._shared_loader_obj.module_loader, name, self._task.collections)
 
     @staticmethod
     def warm_up(name):
         """Fill the plan cache for the module NAME in this (the controller's main) process."""
         from ansible.plugins.loader import module_loader  # pylint: disable=import-outside-toplevel
-        context = module_loader.find_plugin_with_context(name)
-        if context.resolved and context.plugin_resolved_path.endswith(".py"):
-            plan_for(context.plugin_resolved_path)
+        plan_for_name(module_loader, name)
+
+
+def plan_for_name(module_loader, name, collection_list=None):
+    """The cached plan of the module NAME as MODULE_LOADER resolves it; None for the standard path."""
+    context = module_loader.find_plugin_with_context(name, collection_list=collection_list)
+    if not context.resolved or not context.plugin_resolved_path.endswith(".py"):
+        return None
+    return plan_for(context.plugin_resolved_path)
 
 
 def plan_for(path):
