@@ -12,12 +12,14 @@ export CONTAINERS_CONF ?= $(REPO)/containers/containers.conf
 export ANSIBLE_CONFIG := $(REPO)/ansible.cfg
 MOLECULE_ROLES := $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml))
 
-.PHONY: help venv demo test deps testbed lint unit molecule bench clean
+.PHONY: help venv venv-core-2.20 demo test deps testbed lint sanity unit molecule bench clean
 
 help:
 	@echo "make demo   - run playbooks/weekly.yml against the embedded sandbox"
 	@echo "make test   - yamllint, ansible-lint, pytest and Molecule for every role"
 	@echo "make bench  - run the benchmark scripts and print their ratios"
+	@echo "make sanity - ansible-test sanity over library/, module_utils/, plugins/"
+	@echo "make venv-core-2.20 - a second virtualenv (Python >= 3.12) with ansible-core 2.20 for the smoke run"
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -28,17 +30,17 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	@rm -rf .state/sandbox  # a freshly started simulator is not a restart worth reporting
+	@rm -rf .state  # a freshly started sandbox: its first review, not a restart worth reporting
 	@$(PY) sandbox/sandboxctl.py start
 	@rc=0; ansible-playbook playbooks/weekly.yml >.sandbox/demo.log 2>&1 || rc=$$?; \
 	  $(PY) sandbox/sandboxctl.py stop >/dev/null; \
 	  $(PY) tools/summary.py reports/weekly/latest.json; \
 	  echo "full output: .sandbox/demo.log"; exit $$rc
 
-# Debian packages the container tests need. Installed when running as root,
+# Debian packages the container and browser tests need. Installed when running as root,
 # otherwise named so a person can install them.
 deps:
-	@missing=""; for t in podman:podman runc:runc debootstrap:debootstrap; do \
+	@missing=""; for t in podman:podman runc:runc debootstrap:debootstrap chromium:chromium; do \
 	  command -v $${t%%:*} >/dev/null || PATH=$$PATH:/usr/sbin:/sbin command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -52,6 +54,24 @@ testbed: deps
 lint: venv
 	yamllint --strict .
 	ansible-lint --profile production -q
+
+# ansible-test sanity over library/, module_utils/ and plugins/, laid out as a
+# throwaway collection by tools/sanity.py (offline: it provides the pip
+# bootstrap ansible-test would download); compile and import on every
+# supported Python installed here. About a minute (four the first time,
+# building its cached virtualenvs). SANITY_ARGS="-- --test pep8" runs one test.
+SANITY_ARGS ?=
+sanity: venv
+	$(PY) tools/sanity.py $(SANITY_ARGS)
+
+# The newest ansible-core 2.20.x needs Python >= 3.12 (pyenv has 3.12 and
+# 3.13 here); the schedules get a smoke run on it as well as on the pinned
+# 2.19 (tests/integration/test_core_versions.py). No collection is needed:
+# the schedules use ansible.builtin only. Skipped with a message where no
+# such Python exists.
+VENV_220 := $(REPO)/.venv-core-2.20
+venv-core-2.20:
+	@py=""; for v in 3.13 3.12; do 	  for c in "$$(pyenv root 2>/dev/null)/versions/$$v"*/bin/python$$v "$$(command -v python$$v 2>/dev/null)"; do 	    if [ -x "$$c" ] && "$$c" -c 'import venv, ensurepip' 2>/dev/null; then py=$$c; break 2; fi; done; done; 	if [ -z "$$py" ]; then echo "venv-core-2.20: no Python 3.12 or 3.13 here; skipped"; exit 0; fi; 	if [ ! -f $(VENV_220)/.installed ]; then 	  "$$py" -m venv $(VENV_220) && $(VENV_220)/bin/python -m pip install --quiet --disable-pip-version-check 	    'ansible-core>=2.20,<2.21' jinja2 pymysql && touch $(VENV_220)/.installed; fi; 	$(VENV_220)/bin/python -c 'import ansible.release as r; print("venv-core-2.20: ansible-core", r.__version__)'
 
 # Unit and integration suites on both cores (pytest-xdist); every test has
 # its own simulator, ports, folders and schema.
@@ -78,6 +98,8 @@ molecule: venv testbed
 test: venv deps
 	@mkdir -p .cache
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory venv-core-2.20
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory molecule
 
@@ -86,4 +108,4 @@ bench: venv
 
 clean:
 	-$(PY) sandbox/sandboxctl.py stop
-	rm -rf .sandbox .state reports .cache .testbed-image
+	rm -rf .sandbox .state reports .cache .testbed-image .venv-core-2.20

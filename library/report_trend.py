@@ -83,7 +83,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 METRICS = {
     "performance": {"p95_ms": "p95_ms", "median_ms": "median_ms", "rss_mb": "rss_mb", "cpu_percent": "cpu_percent"},
-    "error_monitoring": {"error_rate": "error_rate"},
+    # error_rate_percent since the per-request rate from the log; error_rate in older reports.
+    "error_monitoring": {"error_rate": ("error_rate_percent", "error_rate")},
     "disk_usage": {"disk_used_percent": "used_percent"},
 }
 
@@ -110,8 +111,10 @@ def collect(paths, since):
         used += 1
         for host, data in (report.get("hosts") or {}).items():
             for step in data.get("steps") or []:
-                for metric, field in METRICS.get(step.get("step"), {}).items():
-                    value = (step.get("figures") or {}).get(field)
+                for metric, fields in METRICS.get(step.get("step"), {}).items():
+                    figures = step.get("figures") or {}
+                    value = next((figures[f] for f in ((fields,) if isinstance(fields, str) else fields)
+                                  if figures.get(f) is not None), None)
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
                         series.setdefault(host, {}).setdefault(metric, []).append((when, float(value)))
     return series, used

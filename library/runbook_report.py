@@ -8,84 +8,147 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: runbook_report
-short_description: Write one JSON and one Markdown report for a runbook run
+short_description: Write the report of a runbook run, notify, then commit the run's state
 description:
-  - Takes the per-step results that the roles publish (C(<role>_result) facts)
-    for every host of the run, works out the worst status and the worst
-    severity (the guide's escalation levels), and writes a JSON report and a
-    Markdown report, plus Prometheus textfile metrics when asked.
-  - A host that did not complete the run (failed or unreachable) counts as
-    C(failed) even when its finished steps were fine.
+  - The last step of every BeMore runbook playbook, run once on the control
+    node. It gathers each host's finished steps (those the API sweep decided
+    and those the other roles published as C(<role>_result)), works out the
+    worst status and severity (the guide's escalation levels) and writes one
+    JSON, one Markdown and one self-contained HTML report, created
+    exclusively (two runs never share a file) and readable by their owner
+    only.
+  - It notifies the on-call webhook of a critical or high result, an alert
+    (error rate above 1 %) or an interrupted run whether or not the report
+    could be written, and returns the summary lines for the console. A
+    report that cannot be written is itself a finding (RV(write_error)).
+  - Only after the report is written does it commit the state the run
+    prepared (log positions, samples, uptime), for all hosts at once, so a
+    run that dies before its report marks nothing as seen.
 version_added: "1.0.0"
 options:
-  report_dir:
-    description: Absolute directory for the reports; created when missing. Reports go to I(report_dir)/I(schedule)/.
-    type: path
+  run:
+    description: The run as C(runbook_preflight) registered it.
+    type: dict
     required: true
-  schedule:
-    description: Name of the run (daily, weekly, incident, ...); letters, digits, C(_) and C(-).
-    type: str
-    required: true
-  environment:
-    description: Environment name shown in the report.
-    type: str
-    default: unknown
-  hosts:
-    description:
-      - One entry per host, C({host, completed, steps}), where C(steps) is a
-        list of step results C({step, status, severity, summary, figures, problems}).
+  roles:
+    description: The roles of the play in order; the report lists the steps in this order.
     type: list
-    elements: dict
+    elements: str
     required: true
-  run_id:
-    description: Identifier of the run; the report file names start with it. Defaults to a UTC time stamp.
-    type: str
-  check_mode_run:
-    description: Whether the playbook ran in check mode; shown in the report.
-    type: bool
-    default: false
-  prometheus_file:
-    description: Write C(bemore_runbook_*) metrics to this file (node_exporter textfile collector).
+  hosts:
+    description: Every host of the play (C(ansible_play_hosts_all)).
+    type: list
+    elements: str
+    required: true
+  completed:
+    description: The hosts still in the play (C(ansible_play_hosts)); the others failed or were unreachable.
+    type: list
+    elements: str
+    required: true
+  sweep:
+    description: The registered result of C(bemore_checks), empty when the run ran no checks.
+    type: dict
+    default: {}
+  results:
+    description: "C({host: {role: <role>_result}}), the steps the other roles published."
+    type: dict
+    default: {}
+  locks:
+    description: "C({host: registered maintenance_lock result}), to record locks taken over or broken."
+    type: dict
+    default: {}
+  report_dir:
+    description: Reports folder on the control node; reports go to I(report_dir)/<schedule>/.
     type: path
+    required: true
   keep:
     description: Reports of this schedule to keep; older ones are removed. 0 keeps all.
     type: int
     default: 200
-attributes:
-  check_mode:
-    support: none
-    description: The report is the record of the run, check-mode runs included, so it is always written.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  file_mode:
+    description: Mode of the report files, C(0600) (owner only) or C(0640) (and the owner's group); never world-readable.
+    type: str
+    choices: ["0600", "0640"]
+    default: "0600"
+  prometheus_file:
+    description: Also write C(bemore_runbook_*) metrics to this file (node_exporter textfile collector).
+    type: path
+  url_base:
+    description: URL under which the report folder is published; the notification links to the run's HTML page.
+    type: str
+  webhook_url:
+    description: Slack-compatible webhook for notifications. It is the credential, so it is never shown.
+    type: str
+  notify_severities:
+    description: Severities notified at once; alerts and interrupted runs are always notified.
+    type: list
+    elements: str
+    default: [critical, high]
+  webhook_timeout:
+    description: Seconds per webhook attempt.
+    type: float
+    default: 10
+  webhook_retries:
+    description: Extra webhook attempts. A webhook that still fails is reported; it never fails the run.
+    type: int
+    default: 2
+  commit_state:
+    description: Commit the state the run prepared once its report is written (false in check mode).
+    type: bool
+    default: true
+  fail_on:
+    description: The worst status that fails the run (RV(gate_failed)).
+    type: str
+    choices: [warning, critical, failed, never]
+    default: critical
+  gate_steps:
+    description: Steps the gate looks at; empty means all of them.
+    type: list
+    elements: str
+    default: []
+extends_documentation_fragment:
+  - bemore_attributes.controller
+notes:
+  - The report is the record of the run, check-mode runs included, so it is written in check mode too;
+    the state is then not committed.
 author:
-  - BeMore maintenance runbooks contributors
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
 """
 
 EXAMPLES = r"""
-- name: Write the run report
+- name: Write the report, notify, then commit the state
   runbook_report:
+    run: "{{ __runbook_run.run }}"
+    roles: "{{ ansible_play_role_names }}"
+    hosts: "{{ ansible_play_hosts_all }}"
+    completed: "{{ ansible_play_hosts }}"
+    sweep: "{{ __runbook_checks | default({}) }}"
     report_dir: /var/lib/bemore-runbooks/reports
-    schedule: weekly
-    environment: production
-    hosts:
-      - host: api1
-        completed: true
-        steps:
-          - {step: health, status: ok, severity: none, summary: healthy}
+    webhook_url: "{{ bemore_webhook_url }}"
+  run_once: true
   delegate_to: localhost
+  register: __runbook_report
 """
 
 RETURN = r"""
-json_report:
-  description: Path of the JSON report.
+report:
+  description: The report as written.
+  returned: always
+  type: dict
+paths:
+  description: The files written, by kind (json, markdown, html); empty when writing failed.
+  returned: always
+  type: dict
+  sample: {"json": "/var/lib/bemore-runbooks/reports/daily/20261202T114512.123456Z-production-a1b2c3.json"}
+write_error:
+  description: Why the report could not be written; null when it was.
   returned: always
   type: str
-markdown_report:
-  description: Path of the Markdown report.
+summary_lines:
+  description: One line per host and step, for the console.
   returned: always
-  type: str
+  type: list
+  elements: str
 worst_status:
   description: Worst step status over all hosts (ok, warning, critical, failed).
   returned: always
@@ -94,223 +157,180 @@ worst_severity:
   description: Worst severity over all hosts (none, low, medium, high, critical).
   returned: always
   type: str
-summary_lines:
-  description: One line per host and step, for printing at the end of the run.
+notification:
+  description: C(not needed), C(not configured), C(sent (HTTP 200)) or why it failed; never the URL.
   returned: always
-  type: list
-  elements: str
-report:
-  description: The report as written to the JSON file.
+  type: str
+state_committed:
+  description: Whether the run's state was committed.
   returned: always
-  type: dict
+  type: bool
+gate_failed:
+  description: Whether the run must fail (its worst result reached I(fail_on), or the report could not be written).
+  returned: always
+  type: bool
+gate_message:
+  description: Why the gate failed, or what it checked.
+  returned: always
+  type: str
 """
 
-import datetime
-import json
 import os
-import re
-import tempfile
+import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.bemore_steps import STATUS_RANK, STEP_OF_ROLE, worst_status
+from ansible.module_utils.runbook_core import (
+    build_report, commit_state, finish_run, page_url, post_webhook, report_paths, should_notify, summary_lines,
+    webhook_payload, write_report,
+)
 
-STATUS_ORDER = ["ok", "skipped", "not_run", "warning", "critical", "failed"]
-STATUS_RANK = {"ok": 0, "skipped": 0, "not_run": 0, "warning": 1, "critical": 2, "failed": 3}
-SEVERITY_ORDER = ["none", "low", "medium", "high", "critical"]
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def worst(values, ranking):
-    best_value, best_rank = None, -1
-    for value in values:
-        rank = ranking.index(value) if isinstance(ranking, list) else ranking[value]
-        if rank > best_rank:
-            best_value, best_rank = value, rank
-    return best_value
+try:
+    from ansible.module_utils.report_html import render_html, scan_history
+    HAS_HTML = True
+except ImportError:  # the HTML page is optional; the JSON and Markdown report are not
+    HAS_HTML = False
 
 
-def normalise_step(step):
-    """Return a step result with every field present; unknown values become explicit problems."""
-    out = {
-        "step": str(step.get("step", "unnamed")),
-        "status": step.get("status", "failed"),
-        "severity": step.get("severity", "none"),
-        "summary": str(step.get("summary", "")).strip(),
-        "figures": step.get("figures") or {},
-        "problems": [str(p) for p in (step.get("problems") or [])],
-    }
-    if out["status"] not in STATUS_RANK:
-        out["problems"].append("unknown status %r" % out["status"])
-        out["status"] = "failed"
-    if out["severity"] not in SEVERITY_ORDER:
-        out["problems"].append("unknown severity %r" % out["severity"])
-        out["severity"] = "high"
-    return out
+def published_step(result):
+    """The step a role published: a step dict, or a module result holding one under ``step``."""
+    if not isinstance(result, dict) or result.get("skipped"):
+        return None
+    if isinstance(result.get("step"), dict):
+        return result["step"]
+    if isinstance(result.get("step"), str) and "status" in result:
+        return result
+    return None
 
 
-def build_report(hosts, schedule, environment, run_id, check_mode_run, now=None):
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    report = {"schedule": schedule, "environment": environment, "run_id": run_id,
-              "generated_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-              "check_mode": bool(check_mode_run), "hosts": {}}
-    statuses, severities = [], []
-    for entry in hosts:
-        name = str(entry.get("host"))
-        steps = [normalise_step(s) for s in entry.get("steps") or [] if isinstance(s, dict)]
-        host_statuses = [s["status"] for s in steps] or ["ok"]
-        host_severities = [s["severity"] for s in steps] or ["none"]
-        completed = bool(entry.get("completed"))
-        if not completed:
-            # Failed or unreachable part-way: its finished steps do not make it fine.
-            host_statuses.append("failed")
-            host_severities.append("high")
-        host = {"completed": completed, "worst_status": worst(host_statuses, STATUS_RANK),
-                "worst_severity": worst(host_severities, SEVERITY_ORDER), "steps": steps}
-        report["hosts"][name] = host
-        statuses.append(host["worst_status"])
-        severities.append(host["worst_severity"])
-    report["worst_status"] = worst(statuses, STATUS_RANK) or "ok"
-    report["worst_severity"] = worst(severities, SEVERITY_ORDER) or "none"
-    report["counts"] = {status: sum(1 for h in report["hosts"].values() for s in h["steps"]
-                                    if s["status"] == status) for status in STATUS_ORDER}
-    return report
+def host_steps(host, roles, sweep, results):
+    """The host's steps in the play's role order; a role's own published step wins over the sweep's."""
+    by_step = {}
+    for stp in ((sweep.get("hosts") or {}).get(host) or {}).get("steps") or []:
+        by_step[stp["step"]] = stp
+    for role, result in (results.get(host) or {}).items():
+        stp = published_step(result)
+        if stp is not None:
+            by_step[stp["step"]] = stp
+    ordered = []
+    for role in roles:
+        name = STEP_OF_ROLE.get(role, role)
+        if name in by_step:
+            ordered.append(by_step.pop(name))
+    return ordered + [by_step[k] for k in sorted(by_step)]
 
 
-def _cell(value):
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def lock_note(result):
+    if not isinstance(result, dict):
+        return None
+    if result.get("broken"):
+        return "broke the lock of run %s (maintenance_lock_break)" % result["broken"].get("run_id")
+    if result.get("took_over"):
+        return "took over the lock of run %s (%s)" % (result["took_over"].get("run_id"), result.get("took_over_reason"))
+    return None
 
 
-def render_markdown(report):
-    lines = ["# BeMore %s run: %s" % (report["schedule"], report["worst_status"].upper()), "",
-             "- Environment: %s" % report["environment"],
-             "- Run: %s (generated %s)%s" % (report["run_id"], report["generated_at"],
-                                             ", check mode: nothing was changed" if report["check_mode"] else ""),
-             "- Worst severity: %s" % report["worst_severity"], ""]
-    for host, data in sorted(report["hosts"].items()):
-        lines += ["## %s: %s%s" % (host, data["worst_status"],
-                                   "" if data["completed"] else " (run did not complete on this host)"), "",
-                  "| step | status | severity | summary |", "|---|---|---|---|"]
-        for step in data["steps"]:
-            lines.append("| %s | %s | %s | %s |" % (_cell(step["step"]), step["status"], step["severity"],
-                                                    _cell(step["summary"])))
-        lines.append("")
-        for step in data["steps"]:
-            if step["problems"]:
-                lines.append("### %s problems" % step["step"])
-                lines += ["- %s" % _cell(p) for p in step["problems"]]
-                lines.append("")
-            if step["figures"]:
-                lines.append("<details><summary>%s figures</summary>" % step["step"])
-                lines += ["", "```json", json.dumps(step["figures"], indent=1, sort_keys=True, default=str),
-                          "```", "", "</details>", ""]
-    return "\n".join(lines) + "\n"
-
-
-def _label(value):
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-def render_prometheus(report, timestamp):
-    base = 'schedule="%s",environment="%s"' % (_label(report["schedule"]), _label(report["environment"]))
-    out = ["# HELP bemore_runbook_last_run_timestamp_seconds When the runbook last ran.",
-           "# TYPE bemore_runbook_last_run_timestamp_seconds gauge",
-           "bemore_runbook_last_run_timestamp_seconds{%s} %d" % (base, timestamp),
-           "# HELP bemore_runbook_worst_status Worst step status (0 ok, 1 warning, 2 critical, 3 failed).",
-           "# TYPE bemore_runbook_worst_status gauge",
-           "bemore_runbook_worst_status{%s} %d" % (base, STATUS_RANK[report["worst_status"]]),
-           "# HELP bemore_runbook_worst_severity Worst severity (0 none .. 4 critical).",
-           "# TYPE bemore_runbook_worst_severity gauge",
-           "bemore_runbook_worst_severity{%s} %d" % (base, SEVERITY_ORDER.index(report["worst_severity"])),
-           "# HELP bemore_runbook_step_status Status of one step on one host (0 ok .. 3 failed).",
-           "# TYPE bemore_runbook_step_status gauge"]
-    for host, data in sorted(report["hosts"].items()):
-        for step in data["steps"]:
-            out.append('bemore_runbook_step_status{%s,host="%s",step="%s"} %d'
-                       % (base, _label(host), _label(step["step"]), STATUS_RANK[step["status"]]))
-    return "\n".join(out) + "\n"
-
-
-def write_atomic(path, text, mode=0o644):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def prune(directory, keep):
-    if keep <= 0:
-        return []
-    runs = sorted({name.rsplit(".", 1)[0] for name in os.listdir(directory)
-                   if name.endswith((".json", ".md")) and not name.startswith("latest")})
-    removed = []
-    for run in runs[:-keep]:
-        for ext in (".json", ".md"):
-            victim = os.path.join(directory, run + ext)
-            if os.path.isfile(victim) and not os.path.islink(victim):
-                os.unlink(victim)
-                removed.append(victim)
-    return removed
+def gate(report, fail_on, gate_steps):
+    if fail_on == "never":
+        return False, "the gate is off (report_fail_on: never)"
+    status = "ok"
+    for host, data in report["hosts"].items():
+        if not data["completed"]:
+            status = worst_status([status, "failed"])
+        for stp in data["steps"]:
+            if not gate_steps or stp["step"] in gate_steps:
+                status = worst_status([status, stp["status"]])
+    failed = STATUS_RANK[status] >= STATUS_RANK[fail_on] and STATUS_RANK[status] > 0
+    return failed, "the %s run ended %s (the gate fails at %s)" % (report["schedule"], status, fail_on)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            run=dict(type="dict", required=True),
+            roles=dict(type="list", elements="str", required=True),
+            hosts=dict(type="list", elements="str", required=True),
+            completed=dict(type="list", elements="str", required=True),
+            sweep=dict(type="dict", default={}),
+            results=dict(type="dict", default={}),
+            locks=dict(type="dict", default={}),
             report_dir=dict(type="path", required=True),
-            schedule=dict(type="str", required=True),
-            environment=dict(type="str", default="unknown"),
-            hosts=dict(type="list", elements="dict", required=True),
-            run_id=dict(type="str"),
-            check_mode_run=dict(type="bool", default=False),
-            prometheus_file=dict(type="path"),
             keep=dict(type="int", default=200),
+            file_mode=dict(type="str", choices=["0600", "0640"], default="0600"),
+            prometheus_file=dict(type="path"),
+            url_base=dict(type="str"),
+            webhook_url=dict(type="str", no_log=True),
+            notify_severities=dict(type="list", elements="str", default=["critical", "high"]),
+            webhook_timeout=dict(type="float", default=10.0),
+            webhook_retries=dict(type="int", default=2),
+            commit_state=dict(type="bool", default=True),
+            fail_on=dict(type="str", choices=["warning", "critical", "failed", "never"], default="critical"),
+            gate_steps=dict(type="list", elements="str", default=[]),
         ),
-        supports_check_mode=False,
+        supports_check_mode=True,
     )
     p = module.params
-    if not os.path.isabs(p["report_dir"]):
-        module.fail_json(msg="report_dir must be an absolute path, got %r" % p["report_dir"])
-    if not _NAME.match(p["schedule"]):
-        module.fail_json(msg="schedule %r may only contain letters, digits, '_' and '-'" % p["schedule"])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    run_id = p["run_id"] or now.strftime("%Y%m%dT%H%M%SZ")
-    if not _NAME.match(run_id):
-        module.fail_json(msg="run_id %r may only contain letters, digits, '_' and '-'" % run_id)
-    report = build_report(p["hosts"], p["schedule"], p["environment"], run_id, p["check_mode_run"], now)
-    directory = os.path.join(p["report_dir"], p["schedule"])
-    json_path = os.path.join(directory, "%s-%s.json" % (run_id, p["schedule"]))
-    md_path = os.path.join(directory, "%s-%s.md" % (run_id, p["schedule"]))
+    run = p["run"]
+    for key in ("id", "schedule", "environment"):
+        if not run.get(key):
+            module.fail_json(msg="run lacks %r: pass the run that runbook_preflight registered" % key)
+    hosts = {}
+    for host in p["hosts"]:
+        entry = {"completed": host in p["completed"], "steps": host_steps(host, p["roles"], p["sweep"], p["results"])}
+        note = lock_note(p["locks"].get(host))
+        if note:
+            entry["lock"] = note
+        if not entry["completed"]:
+            entry["reason"] = "the host failed or was unreachable part-way; see the task output"
+        hosts[host] = entry
+    report = build_report(run, hosts)
+    lines = summary_lines(report)
+    html, html_error = None, None
+    if HAS_HTML:
+        try:
+            scan = scan_history(p["report_dir"], run["schedule"], run["environment"])
+            base = run["id"]
+            html = render_html(report, scan.reports, {"unreadable_reports": scan.unreadable,
+                                                       "links": [("JSON report", base + ".json"),
+                                                                 ("Markdown report", base + ".md")]})
+        except Exception as exc:  # pylint: disable=broad-except
+            html_error = "the HTML page could not be rendered: %s" % exc
+            module.warn(html_error + "\n" + traceback.format_exc(limit=3))
+    paths, write_error = {}, None
     try:
-        write_atomic(json_path, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
-        write_atomic(md_path, render_markdown(report))
-        for src, link in ((json_path, "latest.json"), (md_path, "latest.md")):
-            link_path = os.path.join(directory, link)
-            tmp_link = link_path + ".new"
-            if os.path.lexists(tmp_link):
-                os.unlink(tmp_link)
-            os.symlink(os.path.basename(src), tmp_link)
-            os.replace(tmp_link, link_path)
-        prune(directory, p["keep"])
-        if p["prometheus_file"]:
-            write_atomic(p["prometheus_file"], render_prometheus(report, int(now.timestamp())))
+        paths = write_report(report, p["report_dir"], html, p["keep"], p["prometheus_file"], int(p["file_mode"], 8))
     except OSError as exc:
-        module.fail_json(msg="cannot write the report under %s: %s" % (directory, exc))
-    summary = []
-    for host, data in sorted(report["hosts"].items()):
-        for step in data["steps"]:
-            summary.append("%s %-18s %-8s %s" % (host, step["step"], step["status"].upper(), step["summary"]))
-        if not data["completed"]:
-            summary.append("%s %-18s %-8s %s" % (host, "(run)", "FAILED",
-                                                 "the run did not complete on this host; see the task output"))
-    module.exit_json(changed=True, json_report=json_path, markdown_report=md_path,
-                     worst_status=report["worst_status"], worst_severity=report["worst_severity"],
-                     summary_lines=summary, report=report)
+        directory = report_paths(p["report_dir"], run["schedule"], run["id"])[0]
+        write_error = "the report could not be written under %s: %s" % (directory, exc.strerror or exc)
+    notification = "not configured"
+    if not p["webhook_url"]:
+        notification = "not configured"
+    elif not should_notify(report, p["notify_severities"]) and not write_error:
+        notification = "not needed"
+    elif run.get("check_mode"):
+        notification = "not sent (check mode)"
+    else:
+        payload = webhook_payload(report, lines + ([write_error] if write_error else []),
+                                  page_url(p["url_base"], report) if paths.get("html") else None)
+        _ok, notification = post_webhook(p["webhook_url"], payload, p["webhook_timeout"], p["webhook_retries"])
+    committed = False
+    if not write_error and p["commit_state"] and not run.get("check_mode"):
+        updates = dict((host, data.get("state") or {}) for host, data in (p["sweep"].get("hosts") or {}).items())
+        try:
+            committed = commit_state(run.get("state_dir") or os.path.dirname(run.get("journal", "")), updates)
+        except OSError as exc:
+            write_error = "the report was written but the state could not be committed: %s" % exc
+    if run.get("state_dir"):
+        try:
+            finish_run(run["state_dir"], run["id"], "finished" if not write_error else "unreported", paths.get("json"))
+        except OSError:
+            pass
+    failed, message = gate(report, p["fail_on"], p["gate_steps"])
+    if write_error:
+        failed, message = True, write_error
+    module.exit_json(changed=bool(paths), report=report, paths=paths, write_error=write_error, html_error=html_error,
+                     summary_lines=lines, worst_status=report["worst_status"], worst_severity=report["worst_severity"],
+                     notification=notification, state_committed=committed, gate_failed=failed, gate_message=message)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,12 @@ options:
     description: Most entries listed in C(deleted); the counts always cover every file.
     type: int
     default: 100
+  refuse_markers:
+    description:
+      - Refuse a I(path) that directly holds an app's own files (C(package.json), C(.env), C(.git),
+        C(node_modules)); the app folder given instead of its C(tmp/) would lose its sources.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -98,6 +104,8 @@ attributes:
     support: full
     description: The diff lists the files that are (or would be) deleted.
   platform:
+    description: Targets where the module runs.
+    support: full
     platforms: posix
 notes:
   - Open files are found by scanning C(/proc/*/fd) and C(/proc/*/maps). It is
@@ -106,7 +114,7 @@ notes:
   - Sizes are apparent sizes (C(st_size)). A hard-linked file frees no space
     until its last link is gone.
 author:
-  - BeMore maintenance runbooks contributors
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
 """
 
 EXAMPLES = r"""
@@ -336,6 +344,21 @@ class Cleanup(object):
         }
 
 
+APP_MARKERS = ("package.json", ".env", ".git", "node_modules")
+
+
+def app_markers(root):
+    """The app's own files directly in ``root`` (lstat: a link named like one counts too)."""
+    found = []
+    for name in APP_MARKERS:
+        try:
+            os.lstat(os.path.join(root, name))
+        except OSError:
+            continue
+        found.append(name)
+    return found
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -351,6 +374,7 @@ def main():
             max_runtime_s=dict(type="float", default=0.0),
             lock_timeout=dict(type="float", default=60.0),
             deleted_limit=dict(type="int", default=100),
+            refuse_markers=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -364,6 +388,10 @@ def main():
         root = check_root(p["path"])
     except UnsafeRoot as exc:
         module.fail_json(msg="tmp_cleanup: %s" % exc, path_refused=p["path"])
+    markers = app_markers(root) if p["refuse_markers"] else []
+    if markers:
+        module.fail_json(msg="tmp_cleanup: %s holds %s: it looks like the app folder itself, not its temp folder "
+                             "(<app>/tmp); nothing was deleted" % (root, ", ".join(markers)), path_refused=p["path"])
     cleanup = Cleanup(root, p["max_age_days"], p["max_size_mb"], p["patterns"], p["excludes"], p["age_stamp"],
                       p["skip_open_files"], p["one_file_system"], p["remove_empty_dirs"], p["max_runtime_s"],
                       module.check_mode, p["deleted_limit"])

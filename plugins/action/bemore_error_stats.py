@@ -1,1 +1,0 @@
-light_module.py

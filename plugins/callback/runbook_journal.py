@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+# Copyright: BeMore maintenance runbooks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: runbook_journal
+type: notification
+short_description: Journal each finished runbook step, and report a run that is interrupted
+description:
+  - Keeps the journal of a BeMore runbook run on the control node - one line
+    per finished step, appended as the step finishes - so a run that is
+    killed outright (SIGKILL, as ansible-runner and AWX cancel a job) leaves
+    what it found, and the next run writes its report, marked interrupted.
+  - On SIGTERM (a CI job's cancel) or SIGINT (Ctrl-C) it writes the
+    interrupted run's report itself, with the steps finished so far, before
+    ansible-core's own handling ends the run. The run commits no state, so
+    the next run reviews the same log lines again.
+  - It needs no enabling and loads from the folder next to the playbooks
+    (C(playbooks/callback_plugins)), so ansible-runner and AWX, which set
+    their own callback folder, load it too.
+author:
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
+"""
+
+import importlib.util
+import os
+import signal
+import sys
+
+from ansible.plugins.callback import CallbackBase
+
+_UTILS = ("bemore_api", "bemore_steps", "report_html", "runbook_core")
+
+
+def _load_utils():
+    """The project's module_utils, importable here as Ansible imports them for modules."""
+    import ansible.module_utils  # pylint: disable=import-outside-toplevel
+
+    here = os.path.dirname(os.path.realpath(__file__))
+    folder = os.path.join(os.path.dirname(os.path.dirname(here)), "module_utils")
+    for name in _UTILS:
+        full = "ansible.module_utils." + name
+        path = os.path.join(folder, name + ".py")
+        if full in sys.modules or not os.path.exists(path):
+            continue
+        spec = importlib.util.spec_from_file_location(full, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+        setattr(ansible.module_utils, name, module)
+    return sys.modules.get("ansible.module_utils.runbook_core")
+
+
+def _looks_like_step(value):
+    return isinstance(value, dict) and isinstance(value.get("step"), str) and "status" in value and "severity" in value
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "runbook_journal"
+    CALLBACK_NEEDS_ENABLED = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pid = os.getpid()
+        self._run = None
+        self._steps = {}
+        self._reported = False
+        self._previous = {}
+        self._core = None
+
+    # -- signals -------------------------------------------------------------
+    def v2_playbook_on_start(self, playbook):
+        # ansible-core's task queue manager has installed its handlers by now
+        # (they stop the workers and end the run); ours runs first, then them.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        if os.getpid() == self._pid:
+            try:
+                self._write_interrupted(signum)
+            except Exception as exc:  # pylint: disable=broad-except
+                # The run is ending anyway; the next run reports it from the journal.
+                self._display.error("runbook_journal: could not write the interrupted run's report: %s" % exc)
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def _write_interrupted(self, signum):
+        if self._run is None or self._reported:
+            return
+        core = self._utils()
+        name = signal.Signals(signum).name
+        hosts = dict((h, {"completed": False, "steps": self._steps.get(h, []),
+                          "reason": "the run was interrupted (%s) before it finished this host" % name})
+                     for h in self._run.get("hosts") or sorted(self._steps))
+        reason = "%s received by ansible-playbook (pid %d)%s" % (
+            name, self._pid, "; Ctrl-C" if signum == signal.SIGINT else "; cancelled")
+        report = core.build_report(self._run, hosts, interrupted={"reason": reason, "signal": name.replace("SIG", "")})
+        report["notes"] = ["The run was interrupted; the steps above are the ones it finished. It committed no state, "
+                           "so the next run reviews the same log lines again, and takes over its locks at once."]
+        html = None
+        try:
+            from ansible.module_utils.report_html import load_history, render_html  # pylint: disable=import-outside-toplevel
+            html = render_html(report, load_history(self._run["report_dir"], self._run["schedule"],
+                                                    self._run["environment"]))
+        except Exception:  # pylint: disable=broad-except
+            html = None
+        paths = core.write_report(report, self._run["report_dir"], html)
+        core.finish_run(self._run["state_dir"], self._run["id"], "interrupted", paths.get("json"))
+        self._reported = True
+        self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s"
+                              % (name, paths.get("markdown")))
+
+    def _utils(self):
+        if self._core is None:
+            self._core = _load_utils()
+        return self._core
+
+    # -- results -------------------------------------------------------------
+    def v2_runner_on_ok(self, result):
+        data = result.result
+        host = result.host.get_name()
+        run = data.get("run")
+        if isinstance(run, dict) and run.get("id") and run.get("journal") and "dead_runs" in data:
+            self._run = dict(run)
+            self._steps = {}
+            self._reported = False
+            self._display.vvvv("runbook_journal: journaling run %s to %s" % (run["id"], run["journal"]))
+            return
+        if self._run is None:
+            return
+        if "report" in data and "gate_failed" in data:
+            self._reported = bool(data.get("paths"))
+            return
+        found = []
+        steps = data.get("runbook_steps")
+        if isinstance(steps, dict):
+            for name, host_steps in steps.items():
+                found += [(name, s) for s in host_steps or [] if _looks_like_step(s)]
+        if _looks_like_step(data.get("step")):
+            found.append((host, data["step"]))
+        for value in (data.get("ansible_facts") or {}).values():
+            if _looks_like_step(value):
+                found.append((host, value))
+        for name, stp in found:
+            self._record(name, stp)
+
+    def _record(self, host, stp):
+        steps = self._steps.setdefault(host, [])
+        steps[:] = [s for s in steps if s.get("step") != stp["step"]] + [stp]
+        try:
+            self._utils().journal_append(self._run["journal"], {"host": host, "step": stp})
+        except (OSError, AttributeError) as exc:
+            self._display.vvv("runbook_journal: cannot append to %s: %s" % (self._run.get("journal"), exc))

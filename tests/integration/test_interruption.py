@@ -1,0 +1,129 @@
+"""A run that is cancelled or killed: its report, its lock, its state (issue:
+survive interruption without losing a finding or blocking the next run)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.test_sandbox_playbooks import latest, play, steps
+
+
+def start(playbook, env, *args):
+    return subprocess.Popen(["ansible-playbook", os.path.join(REPO, "playbooks", playbook)] + list(args),
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def journal_entries(env):
+    entries = []
+    for path in glob.glob(os.path.join(env["BEMORE_STATE_DIR"], "runs", "*.journal")):
+        with open(path, encoding="utf-8") as handle:
+            entries += [json.loads(line) for line in handle if line.strip().endswith("}")]
+    return entries
+
+
+def wait_for(predicate, timeout=120, what="the condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def reports(env, schedule):
+    folder = os.path.join(env["BEMORE_REPORT_DIR"], schedule)
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, "2*.json"))):
+        with open(path, encoding="utf-8") as handle:
+            out.append(json.load(handle))
+    return out
+
+
+def lock_file(env):
+    return os.path.join(env["BEMORE_SANDBOX_DIR"], "locks", "sandbox.lock")
+
+
+@pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 99)])
+def test_a_cancelled_run_reports_itself_interrupted_and_the_next_run_starts_at_once(sandbox, ansible_env, sig, rc):
+    proc = start("weekly.yml", ansible_env)
+    wait_for(lambda: any(e["step"]["step"] == "health" for e in journal_entries(ansible_env)), what="the checks")
+    os.killpg(proc.pid, sig)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode in (rc, 128 + abs(rc) if rc < 0 else rc), out[-2000:]
+    (report,) = reports(ansible_env, "weekly")
+    assert report["interrupted"] is True and report["worst_status"] == "failed"
+    assert signal.Signals(sig).name in report["interruption"]["reason"]
+    assert steps(report)["health"]["status"] == "ok"  # what it had found is kept
+    assert os.path.exists(lock_file(ansible_env))  # the killed run could not release it
+    started = time.monotonic()
+    again = play("daily.yml", ansible_env, "-e", "maintenance_lock_wait_s=10", "--tags", "health")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert time.monotonic() - started < 60
+    note = latest(ansible_env, "daily")["hosts"]["sandbox"]["lock"]
+    assert note.startswith("took over the lock of run %s" % report["run_id"])
+
+
+def test_a_run_killed_outright_is_reported_by_the_next_run_and_its_findings_are_not_lost(sandbox, ansible_env):
+    log = os.path.join(sandbox.app_dir, "logs", "app.log")
+    assert play("daily.yml", ansible_env, "--tags", "logs").returncode == 0  # positions of a first review
+    with open(log, "a", encoding="utf-8") as handle:
+        for i in range(30):
+            handle.write("\x1b[31m[ERROR]\x1b[0m \x1b[90m2026-12-02T10:00:%02d.000Z\x1b[0m \x1b[34m[gemini]\x1b[0m "
+                         "\x1b[33m(AI_SERVICE)\x1b[0m upstream timed out after %d ms\n" % (i, 3000 + i))
+    # weekly.yml: after its checks it runs npm audit for some seconds, so the
+    # kill lands after the log review was journaled and before the report.
+    proc = start("weekly.yml", ansible_env, "--skip-tags", "tmp_cleanup")
+    wait_for(lambda: any(e["step"]["step"] == "log_management" for e in journal_entries(ansible_env)),
+             what="the log review")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    killed_id = json.load(open(glob.glob(os.path.join(ansible_env["BEMORE_STATE_DIR"], "runs", "*.json"))[-1]))["id"]
+    again = play("daily.yml", ansible_env, "-e", "maintenance_lock_wait_s=10")
+    assert "took over the maintenance lock of" in again.stdout + again.stderr, again.stdout[-3000:]
+    by_id = dict((r["run_id"], r) for r in reports(ansible_env, "weekly"))
+    killed = by_id[killed_id]
+    assert killed["interrupted"] and killed["interruption"]["signal"] == "KILL"
+    assert steps(killed)["log_management"]["figures"]["errors"] >= 30
+    # The killed run committed nothing: the next review reads the same 30 lines again.
+    review = steps(latest(ansible_env, "daily"))["log_management"]
+    assert review["figures"]["errors"] >= 30 and review["status"] != "ok"
+
+
+def test_the_alert_and_the_summary_do_not_depend_on_the_report_file(sandbox, ansible_env, tmp_path):
+    from tests.integration.test_runbooks import Webhook  # pylint: disable=import-outside-toplevel
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    env = dict(ansible_env, BEMORE_REPORT_DIR=str(blocker / "reports"))
+    hook = Webhook()
+    try:
+        sandbox.fault(health_down=True)
+        proc = play("daily.yml", env, "-e", "bemore_webhook_url=" + hook.url, "-e", "bemore_api_retries=0")
+    finally:
+        hook.stop()
+    assert proc.returncode != 0
+    assert "the report could not be written" in proc.stdout
+    assert "service down" in proc.stdout  # the console summary
+    assert len(hook.received) == 1 and "[CRITICAL]" in hook.received[0]["body"]["text"]
+    # Not written, so nothing was marked as seen.
+    assert not os.path.exists(os.path.join(ansible_env["BEMORE_STATE_DIR"], "state.json"))
+
+
+def test_two_runs_at_once_keep_two_reports(sandbox, ansible_env):
+    args = ["--tags", "health", "-e", "maintenance_lock_enabled=false"]
+    procs = [start("daily.yml", ansible_env, *args) for _ in range(2)]
+    for proc in procs:
+        proc.communicate(timeout=300)
+        assert proc.returncode == 0
+    runs = reports(ansible_env, "daily")
+    assert len(runs) == 2 and runs[0]["run_id"] != runs[1]["run_id"]
+    assert all("-sandbox-" in r["run_id"] for r in runs)

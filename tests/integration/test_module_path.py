@@ -1,0 +1,153 @@
+"""Every module runs through ansible-core's own module path, so a task's
+environment, a `~` in a path option, and a module killed on one host behave
+as Ansible documents them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.conftest import REPO, VENV_BIN
+from tests.integration.test_sandbox_playbooks import latest, play
+
+
+def run_playbook(path, env, *args):
+    return subprocess.run(["ansible-playbook", str(path)] + list(args), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+class Proxy(object):
+    """An HTTP proxy on loopback that answers every request itself and records it."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                seen.append(self.path)
+                body = json.dumps({"status": "ok", "uptime": 5.5, "version": "1.0.0", "commit": None}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_tasks_environment_and_a_tilde_reach_the_module_on_the_target(ansible_env, tmp_path):
+    proxy = Proxy()
+    home = tmp_path / "home"
+    home.mkdir()
+    playbook = tmp_path / "env.yml"
+    playbook.write_text("""---
+- name: Use the project's modules with a task environment
+  hosts: localhost
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Read /health through the proxy the task names
+      bemore_api:
+        base_url: http://bemore.invalid
+        endpoint: health
+        retries: 0
+      environment:
+        http_proxy: %s
+        no_proxy: ""
+      register: health
+
+    - name: Take a lock in a folder under the target's home
+      maintenance_lock:
+        lock_dir: ~/locks
+        name: localhost
+        run_id: env-test
+      environment:
+        HOME: %s
+      register: lock
+
+    - name: Show both
+      ansible.builtin.debug:
+        msg: "{{ {'status': health.data.status, 'lock_file': lock.lock_file} | to_json }}"
+""" % (proxy.url, home))
+    try:
+        proc = run_playbook(playbook, ansible_env)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proxy.seen == ["http://bemore.invalid/health"]
+    assert (home / "locks" / "localhost.lock").exists()
+
+
+def test_a_module_killed_on_one_host_fails_that_host_and_the_run_finishes(sandbox, ansible_env, tmp_path):
+    hosts = ["api%d" % i for i in range(4)]
+    inventory = tmp_path / "hosts.yml"
+    lines = ["all:", "  children:", "    bemore:", "      hosts:"]
+    for host in hosts:
+        lines += ["        %s:" % host,
+                  "          ansible_connection: local",
+                  "          ansible_python_interpreter: '{{ ansible_playbook_python }}'",
+                  "          performance_check_cpu_sample_s: %s" % ("20" if host == "api2" else "0.2")]
+    inventory.write_text("\n".join(lines) + "\n")
+    group_vars = os.path.join(REPO, "inventory", "sandbox")
+    env = dict(ansible_env, ANSIBLE_FORKS="2")
+    stop = threading.Event()
+    killed = []
+
+    def killer():
+        # The one module run that outlives the others is api2's (its CPU sample takes 20 s).
+        while not stop.is_set():
+            out = subprocess.run(["pgrep", "-f", "AnsiballZ_bemore_host_checks"], capture_output=True, text=True).stdout
+            for pid in out.split():
+                try:
+                    age = time.time() - os.stat("/proc/%s" % pid).st_mtime
+                except OSError:
+                    continue
+                if age > 4:
+                    os.kill(int(pid), 9)
+                    killed.append(pid)
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        proc = subprocess.run(["ansible-playbook", "-i", group_vars, "-i", str(inventory),
+                               os.path.join(REPO, "playbooks", "weekly.yml"), "--tags", "health,performance",
+                               "--limit", ",".join(hosts)], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=240)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert killed, "the module was never killed"
+    assert proc.returncode != 0
+    report = latest(ansible_env, "weekly")
+    assert report["hosts"]["api2"]["completed"] is False
+    assert all(report["hosts"][h]["completed"] for h in hosts if h != "api2")
+    assert all(any(s["step"] == "performance" for s in report["hosts"][h]["steps"]) for h in hosts if h != "api2")
+
+
+def test_the_schedules_run_on_ansible_core_2_20(sandbox, ansible_env):
+    venv = os.path.join(REPO, ".venv-core-2.20", "bin")
+    if not os.path.exists(os.path.join(venv, "ansible-playbook")):
+        import pytest  # pylint: disable=import-outside-toplevel
+        pytest.skip("no ansible-core 2.20 virtualenv: `make venv-core-2.20` makes one (needs Python >= 3.12)")
+    env = dict(ansible_env, PATH=venv + os.pathsep + ansible_env["PATH"].replace(VENV_BIN + os.pathsep, ""))
+    version = subprocess.run([os.path.join(venv, "ansible"), "--version"], capture_output=True, text=True).stdout
+    assert "core 2.20." in version
+    for playbook in ("daily.yml", "weekly.yml"):
+        proc = play(playbook, env, "--skip-tags", "security")
+        assert proc.returncode == 0, (playbook, proc.stdout[-3000:])
+        assert latest(ansible_env, playbook[:-4])["worst_status"] in ("ok", "warning")
