@@ -8,20 +8,34 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: log_scan
-short_description: Review the app's log lines written since the last run, across rotations
+short_description: Review the BeMore backend's log lines written since the last run, across rotations
 description:
-  - Reads the lines the application logged since the previous run, from log
-    files or from the systemd journal, counts ERROR and WARN lines, and groups
-    the errors by signature (the message with numbers, ids, addresses, paths
-    and quoted values replaced by placeholders).
+  - Reads what the backend wrote to stdout/stderr since the previous run, from
+    log files or from a systemd unit's journal, and counts lines, requests
+    (morgan's access lines) by status class, and the ErrorHandler's lines by
+    level (C(INFO), C(WARN), C(ERROR), C(CRITICAL)).
+  - Groups the C(ERROR) and C(CRITICAL) lines by signature, "LEVEL [module] (TYPE) message"
+    without colour codes and with ids, uuids, hex, numbers, e-mails, IP
+    addresses, paths and quoted values replaced by placeholders. A C(CRITICAL)
+    line's stack trace belongs to it (its first frame goes into the sample);
+    a level word in any other line (the backend prints many, such as
+    C(⏹️ [CRITICAL] Session end requested)) does not make an error.
   - Returns the position reached (I(position) for the next run) and which
     signatures were not seen before (I(known_signatures)), so a daily review
     never re-reports old lines.
-  - Follows rotations. A file renamed away (logrotate's default) is finished
-    from the old position through its inode, also when the rotated copy was
-    compressed; a file truncated in place (C(copytruncate)) is finished from
-    the copy. Only whole lines are read; a line still being written is read
-    next time.
+  - A run stops after I(budget_s) seconds and keeps the offset or journal
+    cursor it reached; RV(backlog) says how much is left, so a caller can tell
+    a backlog that grows from one run to the next.
+  - Follows rotations of files. A file renamed away (logrotate's default) is
+    finished from the old position through its inode, also when the rotated
+    copy was compressed; a file truncated in place (C(copytruncate)) is
+    finished from the copy. Only whole lines are read; a line still being
+    written is read next time.
+  - Reads the journal with C(journalctl -u UNIT -o export --output-fields=MESSAGE)
+    after the saved cursor; export prints every entry's cursor, so a run cut
+    short resumes exactly after the last entry it counted. A unit read for
+    the first time starts one day back (I(first_run=start)) or at the end of
+    its journal (I(first_run=end)).
   - Read-only on the host. The caller keeps I(position) (on the control node).
 version_added: "1.0.0"
 options:
@@ -34,7 +48,7 @@ options:
     description: Read this systemd unit's journal instead of files.
     type: str
   position:
-    description: The C(position) this module returned in the previous run; empty for the first run.
+    description: The RV(position) this module returned in the previous run; empty for the first run.
     type: dict
     default: {}
   known_signatures:
@@ -43,30 +57,46 @@ options:
     elements: str
     default: []
   first_run:
-    description: Where a file or journal never read before starts, C(start) (all of it) or C(end) (only new lines).
+    description:
+      - Where a file or journal never read before starts.
+      - C(start) reads a file from its beginning and a journal from one day back; C(end) reads only what is
+        written from now on.
     type: str
     choices: [start, end]
     default: start
-  error_pattern:
-    description: Regular expression of an error line.
-    type: str
-    default: '\b(ERROR|FATAL|CRITICAL)\b'
-  warn_pattern:
-    description: Regular expression of a warning line.
-    type: str
-    default: '\bWARN(ING)?\b'
-  max_bytes:
-    description: Most bytes read in one run per file; the rest is read next time.
+  budget_s:
+    description:
+      - Seconds a run may read for. A run that stops early keeps the position it reached and reports the rest
+        in RV(backlog); the next run goes on from there. At least one chunk (8 MiB) is read per run.
+      - For the journal, the separate read of RV(window) may take up to 10 s more.
+    type: float
+    default: 60
+  window_s:
+    description: Length of the journal's RV(window), the latest seconds by the journal's own timestamps.
     type: int
-    default: 67108864
+    default: 300
+  max_bytes:
+    description: Deprecated and ignored; I(budget_s) limits a run by time.
+    type: int
+  error_pattern:
+    description:
+      - Deprecated and ignored. The backend's error lines are recognised by their layout (level, time, module
+        and type), which a pattern over the line cannot tell from other lines.
+    type: str
+  warn_pattern:
+    description: Deprecated and ignored, like I(error_pattern).
+    type: str
   top:
     description: Number of signatures in RV(top_signatures).
     type: int
     default: 10
 extends_documentation_fragment:
   - bemore_attributes.readonly
+notes:
+  - The journal needs C(journalctl) on the host and a user that may read the unit's entries (root, or the
+    C(systemd-journal) or C(adm) group).
 author:
-  - BeMore maintenance runbooks contributors
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
 """
 
 EXAMPLES = r"""
@@ -76,27 +106,93 @@ EXAMPLES = r"""
     position: "{{ previous.data.position | default({}) }}"
     known_signatures: "{{ previous.data.signatures | default([]) }}"
   register: review
+
+- name: Review the backend's journal, at most 30 seconds a run
+  log_scan:
+    journal_unit: bemore
+    position: "{{ previous.data.position | default({}) }}"
+    budget_s: 30
+  register: review
+
+- name: Say when the review falls further behind
+  ansible.builtin.debug:
+    msg: "{{ review.backlog.bytes }} bytes ({{ review.backlog.seconds_behind }} s) left to read"
+  when: not review.backlog.complete
 """
 
 RETURN = r"""
-lines_read:
-  description: Whole lines read in this run.
+source:
+  description: Where the lines came from, C(files) or C(journal).
+  returned: always
+  type: str
+  sample: journal
+lines:
+  description: Whole lines read in this run (journal entries for the journal), stack traces included.
   returned: always
   type: int
-counts:
-  description: Error and warning lines among them.
+  sample: 41230
+bytes:
+  description: Bytes read in this run (of C(journalctl)'s export output for the journal).
+  returned: always
+  type: int
+requests:
+  description: morgan access lines, one per request.
+  returned: always
+  type: int
+status:
+  description: Access lines by status class. A request closed before its response is in RV(status_other).
   returned: always
   type: dict
-  sample: {"error": 3, "warn": 1}
+  sample: {"2xx": 40110, "3xx": 12, "4xx": 96, "5xx": 3}
+status_other:
+  description: Access lines with a 1xx status or none (C(-), the client went away first).
+  returned: always
+  type: int
+levels:
+  description: ErrorHandler lines by level.
+  returned: always
+  type: dict
+  sample: {"INFO": 0, "WARN": 4, "ERROR": 11, "CRITICAL": 1}
+errors:
+  description: ERROR and CRITICAL lines.
+  returned: always
+  type: int
 signatures:
   description: Every error signature of this run with its count, one sample line and whether it is new.
   returned: always
   type: list
   elements: dict
-  sample: [{"signature": "ERROR [GEMINI] request to Gemini API timed out after <n>ms (session <hex>)",
-            "count": 2, "new": true, "sample": "ERROR [GEMINI] request to Gemini API timed out after 30000ms (session 4f2a91)"}]
+  contains:
+    signature:
+      description: The line as "LEVEL [module] (TYPE) message", variable parts as placeholders.
+      type: str
+    level:
+      description: C(ERROR) or C(CRITICAL).
+      type: str
+    module:
+      description: The module the backend named.
+      type: str
+    type:
+      description: The backend's error type (C(NETWORK), C(VALIDATION), C(AUTH), C(DATABASE), ...).
+      type: str
+    count:
+      description: Lines with this signature.
+      type: int
+    sample:
+      description: The first such line without colour codes (at most 500 characters); a CRITICAL's with its first stack frame.
+      type: str
+    new:
+      description: Whether the signature is not in I(known_signatures).
+      type: bool
+    last_time:
+      description: The backend's time of the last such line.
+      type: str
+  sample: [{"signature": "ERROR [session-end] (UNKNOWN) 세션을 찾을 수 없습니다: <session>", "level": "ERROR",
+            "module": "session-end", "type": "UNKNOWN", "count": 2, "new": true,
+            "sample": "[ERROR] 2026-12-02T09:46:05.179Z [session-end] (UNKNOWN) 세션을 찾을 수 없습니다: sess_1796204570192_374e720d",
+            "last_time": "2026-12-02T09:46:07.003Z"}]
 top_signatures:
-  description: The most frequent signatures of this run.
+  description: The most frequent signatures of this run (I(top) of RV(signatures)).
   returned: always
   type: list
   elements: dict
@@ -105,175 +201,69 @@ new_signatures:
   returned: always
   type: list
   elements: str
+signatures_overflow:
+  description: Error lines not grouped because the run already held 1000 distinct signatures.
+  returned: always
+  type: int
+first_time:
+  description: Earliest time read, from the backend's error lines (files) or the journal's timestamps; null when none.
+  returned: always
+  type: str
+  sample: "2026-12-02T09:46:05.110Z"
+last_time:
+  description: Latest time read, like RV(first_time).
+  returned: always
+  type: str
+window:
+  description:
+    - For the journal, the requests, ERROR/CRITICAL lines and status classes of the last I(window_s) seconds by
+      the journal's timestamps, C(complete) false when that read ran out of time; null for files, whose access
+      lines carry no time.
+  returned: always
+  type: dict
+  sample: {"seconds": 300, "since": "2026-12-02T09:41:05.000Z", "requests": 5120, "errors": 3,
+           "status": {"2xx": 5100, "3xx": 0, "4xx": 17, "5xx": 3}, "complete": true}
 rotations:
   description: Files found rotated since the previous run, and how they were finished.
   returned: always
   type: list
   elements: dict
+  sample: [{"file": "/srv/bemore/app/logs/app.log", "how": "rotated, renamed to app.log.1", "lines_from_old": 2}]
 position:
-  description: Position reached, to pass as I(position) next time.
+  description: Position reached, to pass as I(position) next time (C(files) with offsets by path, or C(cursor)).
   returned: always
   type: dict
+backlog:
+  description:
+    - What is left to read because the run ran out of time. C(bytes) (estimated from the rate read for the
+      journal, C(bytes_estimated)), C(seconds_behind) (log time between the last line read and the newest),
+      C(complete) true when everything was read.
+  returned: always
+  type: dict
+  sample: {"bytes": 0, "seconds_behind": 0.0, "complete": true}
+elapsed_s:
+  description: Seconds the scan took.
+  returned: always
+  type: float
 problems:
-  description: Files that could not be read, one sentence each.
+  description: Files or a journal that could not be read, one sentence each.
   returned: always
   type: list
   elements: str
+lines_read:
+  description: Same as RV(lines), for playbooks written for the earlier version of this module.
+  returned: always
+  type: int
+counts:
+  description: C(error) (RV(errors)) and C(warn) (WARN lines), for playbooks written for the earlier version.
+  returned: always
+  type: dict
 """
 
-import glob
-import gzip
-import json
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
-
-TIMESTAMP = re.compile(r"^\s*(\[?\d{4}-\d{2}-\d{2}[T ][\d:.,]+(Z|[+-]\d{2}:?\d{2})?\]?|[A-Z][a-z]{2} [ \d]\d [\d:]{8})\s*")
-REPLACEMENTS = [
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
-    (re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b"), "<email>"),
-    (re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b"), "<ip>"),
-    (re.compile(r"(?<![\w<])(/[\w.@-]+)+/?"), "<path>"),
-    (re.compile(r"\"[^\"]*\"|'[^']*'"), "<str>"),
-    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b", re.I), "<hex>"),
-    (re.compile(r"\d+(\.\d+)?"), "<n>"),
-]
-MAX_SIGNATURE = 300
-
-
-def signature(line):
-    """The message of ``line`` with its variable parts replaced by placeholders."""
-    text = TIMESTAMP.sub("", line.strip(), count=1)
-    for pattern, placeholder in REPLACEMENTS:
-        text = pattern.sub(placeholder, text)
-    return re.sub(r"\s+", " ", text)[:MAX_SIGNATURE]
-
-
-def read_from(path, offset, max_bytes, opener=open):
-    """Whole lines of ``path`` from ``offset``: (lines, new offset)."""
-    with opener(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(max_bytes)
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    chunk = data[:end + 1]
-    return chunk.decode("utf-8", "replace").splitlines(), offset + len(chunk)
-
-
-def rotated_candidates(path):
-    """Files logrotate may have moved ``path`` to, newest first."""
-    names = set(glob.glob(glob.escape(path) + ".[0-9]*")) | set(glob.glob(glob.escape(path) + "-*"))
-    return sorted(names, key=lambda n: os.stat(n).st_mtime if os.path.exists(n) else 0, reverse=True)
-
-
-def _open_any(name):
-    return gzip.open if name.endswith(".gz") else open
-
-
-def finish_rotated(path, prev, max_bytes):
-    """Lines of the previous file after ``prev['offset']``; (lines, how) or ([], reason)."""
-    candidates = rotated_candidates(path)
-    for name in candidates:  # renamed away: same inode
-        try:
-            st = os.stat(name)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (prev.get("dev"), prev.get("ino")):
-            lines, _ = read_from(name, prev.get("offset", 0), max_bytes)
-            return lines, "renamed to %s" % os.path.basename(name)
-    # Compressed already, or copied (copytruncate): the newest rotated copy
-    # that is at least as long as what was read holds the rest.
-    for name in candidates:
-        try:
-            opener = _open_any(name)
-            with opener(name, "rb") as fh:
-                fh.seek(prev.get("offset", 0))
-                probe = fh.read(1)
-            if probe or prev.get("offset", 0) == 0:
-                lines, _ = read_from(name, prev.get("offset", 0), max_bytes, opener)
-                return lines, "finished from %s" % os.path.basename(name)
-        except (OSError, EOFError):
-            continue
-    return [], "rotated copy not found; lines after the last read may be missed"
-
-
-def scan_file(path, prev, first_run, max_bytes):
-    """(lines, new file state, rotation info or None, problem or None)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        return [], prev, None, "%s: %s" % (path, exc.strerror)
-    lines, rotation = [], None
-    offset = prev.get("offset", 0) if prev else None
-    if prev and (st is None or (st.st_dev, st.st_ino) != (prev.get("dev"), prev.get("ino"))):
-        rest, how = finish_rotated(path, prev, max_bytes)
-        lines += rest
-        rotation = {"file": path, "how": "rotated, " + how, "lines_from_old": len(rest)}
-        offset = 0
-    elif prev and st is not None and st.st_size < offset:
-        rest, how = finish_rotated(path, dict(prev, ino=None), max_bytes)
-        lines += rest
-        rotation = {"file": path, "how": "truncated (copytruncate), " + how, "lines_from_old": len(rest)}
-        offset = 0
-    if st is None:
-        return lines, {}, rotation, None if prev else "%s does not exist" % path
-    if offset is None:
-        offset = 0 if first_run == "start" else st.st_size
-    try:
-        new_lines, new_offset = read_from(path, offset, max_bytes)
-    except OSError as exc:
-        return lines, prev, rotation, "%s: %s" % (path, exc.strerror)
-    return lines + new_lines, {"dev": st.st_dev, "ino": st.st_ino, "offset": new_offset}, rotation, None
-
-
-def scan_journal(module, unit, cursor, first_run):
-    argv = [module.get_bin_path("journalctl", required=True), "-u", unit, "-o", "json", "--no-pager"]
-    if cursor:
-        argv += ["--after-cursor", cursor]
-    elif first_run == "end":
-        argv += ["-n", "0", "--show-cursor"]
-    rc, out, err = module.run_command(argv)
-    if rc != 0:
-        return [], cursor, "journalctl -u %s failed: %s" % (unit, err.strip())
-    lines, last = [], cursor
-    for raw in out.splitlines():
-        if raw.startswith("-- cursor: "):
-            last = raw[len("-- cursor: "):].strip()
-            continue
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            continue
-        last = entry.get("__CURSOR", last)
-        msg = entry.get("MESSAGE")
-        if isinstance(msg, list):  # binary message: a list of bytes
-            msg = bytes(msg).decode("utf-8", "replace")
-        prio = str(entry.get("PRIORITY", "6"))
-        level = "ERROR " if prio in ("0", "1", "2", "3") else ("WARN " if prio == "4" else "")
-        lines.append(level + str(msg or ""))
-    return lines, last, None
-
-
-def review(lines, known, error_re, warn_re, top):
-    counts = {"error": 0, "warn": 0}
-    groups = {}
-    known = set(known)
-    for line in lines:
-        if error_re.search(line):
-            counts["error"] += 1
-            sig = signature(line)
-            group = groups.setdefault(sig, {"signature": sig, "count": 0, "sample": line.strip()[:500],
-                                            "new": sig not in known})
-            group["count"] += 1
-        elif warn_re.search(line):
-            counts["warn"] += 1
-    signatures = sorted(groups.values(), key=lambda g: (-g["count"], g["signature"]))
-    return {"counts": counts, "signatures": signatures, "top_signatures": signatures[:top],
-            "new_signatures": [g["signature"] for g in signatures if g["new"]]}
+from ansible.module_utils.bemore_logs import scan_files, scan_journal
 
 
 def main():
@@ -282,11 +272,13 @@ def main():
             files=dict(type="list", elements="path", default=[]),
             journal_unit=dict(type="str"),
             position=dict(type="dict", default={}),
-            known_signatures=dict(type="list", elements="str", default=[]),
+            known_signatures=dict(type="list", elements="str", default=[], no_log=False),
             first_run=dict(type="str", choices=["start", "end"], default="start"),
-            error_pattern=dict(type="str", default=r"\b(ERROR|FATAL|CRITICAL)\b"),
-            warn_pattern=dict(type="str", default=r"\bWARN(ING)?\b"),
-            max_bytes=dict(type="int", default=64 * 1024 * 1024),
+            budget_s=dict(type="float", default=60.0),
+            window_s=dict(type="int", default=300),
+            max_bytes=dict(type="int"),
+            error_pattern=dict(type="str"),
+            warn_pattern=dict(type="str"),
             top=dict(type="int", default=10),
         ),
         mutually_exclusive=[("files", "journal_unit")],
@@ -294,36 +286,35 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        error_re, warn_re = re.compile(p["error_pattern"]), re.compile(p["warn_pattern"])
-    except re.error as exc:
-        module.fail_json(msg="bad error_pattern or warn_pattern: %s" % exc)
+    if not p["files"] and not p["journal_unit"]:
+        module.fail_json(msg="log_scan needs files (log file paths) or journal_unit (a systemd unit); both are empty")
     for path in p["files"]:
         if not os.path.isabs(path):
             module.fail_json(msg="files must be absolute paths, got %r" % path)
-    old_state = p["position"] or {}
-    new_state, lines, rotations, problems = {}, [], [], []
+    if p["budget_s"] < 0:
+        module.fail_json(msg="budget_s must be 0 or more seconds, got %s" % p["budget_s"])
+    if p["window_s"] <= 0:
+        module.fail_json(msg="window_s must be a positive number of seconds, got %s" % p["window_s"])
+    if p["top"] < 0:
+        module.fail_json(msg="top must be 0 or more, got %s" % p["top"])
+    if p["max_bytes"] is not None:
+        module.deprecate("log_scan ignores max_bytes: budget_s limits a run by time instead", version="3.0.0")
+    for name in ("error_pattern", "warn_pattern"):
+        if p[name] is not None:
+            module.deprecate("log_scan ignores %s: the backend's error lines are recognised by their layout" % name,
+                             version="3.0.0")
     if p["journal_unit"]:
-        lines, cursor, problem = scan_journal(module, p["journal_unit"], old_state.get("cursor"), p["first_run"])
-        new_state["cursor"] = cursor
-        if problem:
-            problems.append(problem)
+        # A missing journalctl is reported in problems, like an unreadable file.
+        journalctl = module.get_bin_path("journalctl") or "journalctl"
+        result = scan_journal(p["journal_unit"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
+                              window_s=p["window_s"], known_signatures=p["known_signatures"], top=p["top"],
+                              journalctl=journalctl)
     else:
-        files_state = {}
-        for path in p["files"]:
-            got, file_state, rotation, problem = scan_file(path, (old_state.get("files") or {}).get(path),
-                                                           p["first_run"], p["max_bytes"])
-            lines += got
-            if file_state:
-                files_state[path] = file_state
-            if rotation:
-                rotations.append(rotation)
-            if problem:
-                problems.append(problem)
-        new_state["files"] = files_state
-    result = review(lines, p["known_signatures"], error_re, warn_re, p["top"])
-    module.exit_json(changed=False, lines_read=len(lines), rotations=rotations, problems=problems,
-                     position=new_state, **result)
+        result = scan_files(p["files"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
+                            known_signatures=p["known_signatures"], top=p["top"])
+    result["lines_read"] = result["lines"]
+    result["counts"] = {"error": result["errors"], "warn": result["levels"]["WARN"]}
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

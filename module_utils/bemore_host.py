@@ -13,6 +13,8 @@ import stat
 import subprocess
 import time
 
+from ansible.module_utils import bemore_logs
+
 
 LARGEST = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -152,7 +154,6 @@ def process_figures(cfg):
 
 def read_log(cfg, position, now=None):
     """The backend's log since ``position``: the log core's figures, or {"error": ...}."""
-    from ansible.module_utils import bemore_logs  # TEMPORARY until the log core lands
     budget = float(cfg.get("budget_s", 60))
     if cfg.get("source") == "journal":
         return bemore_logs.scan_journal(cfg["unit"], position or {}, first_run=cfg.get("first_run", "start"),

@@ -3,6 +3,8 @@ module_utils, importable the way Ansible imports them."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -18,16 +20,31 @@ def _load(name, path):
     return mod
 
 
+class _ProjectModuleUtils(importlib.abc.MetaPathFinder):
+    """Finds module_utils/<name>.py as ansible.module_utils.<name>, in whatever order they import each other."""
+
+    folder = os.path.join(REPO, "module_utils")
+
+    def find_spec(self, fullname, path=None, target=None):
+        prefix = "ansible.module_utils."
+        if not fullname.startswith(prefix) or "." in fullname[len(prefix):]:
+            return None
+        candidate = os.path.join(self.folder, fullname[len(prefix):] + ".py")
+        if not os.path.exists(candidate):
+            return None
+        return importlib.util.spec_from_file_location(fullname, candidate)
+
+
 def register_module_utils():
     """Make module_utils/<name>.py importable as ansible.module_utils.<name>."""
     import ansible.module_utils  # pylint: disable=import-outside-toplevel
 
+    if not any(isinstance(f, _ProjectModuleUtils) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ProjectModuleUtils())
     for filename in sorted(os.listdir(os.path.join(REPO, "module_utils"))):
         if filename.endswith(".py") and not filename.startswith("_"):
             name = filename[:-3]
-            if "ansible.module_utils." + name not in sys.modules:
-                setattr(ansible.module_utils, name,
-                        _load("ansible.module_utils." + name, os.path.join(REPO, "module_utils", filename)))
+            setattr(ansible.module_utils, name, importlib.import_module("ansible.module_utils." + name))
 
 
 def load_module(name):

@@ -146,7 +146,7 @@ def test_incident_check_mode_shows_mitigations_and_changes_nothing(sandbox, ansi
     tmp = os.path.join(sandbox.app_dir, "tmp")
     before = sorted(os.path.join(d, f) for d, _, files in os.walk(tmp) for f in files)
     env_before = open(os.path.join(sandbox.app_dir, ".env")).read()
-    assert play("daily.yml", ansible_env, "--tags", "logs").returncode == 0  # the log's positions of a first review
+    assert play("daily.yml", ansible_env, "--tags", "logs,errors").returncode == 0  # where the log reading stands
     sandbox.fault(error_spike="STT:9")
     proc = play("incident.yml", ansible_env, "--check",
                 "-e", "incident_response_emergency_cleanup=true", "-e", "incident_response_confirm_emergency_cleanup=true",
@@ -166,7 +166,7 @@ def test_incident_check_mode_shows_mitigations_and_changes_nothing(sandbox, ansi
 
 
 def test_incident_degrades_through_env_when_confirmed(sandbox, ansible_env):
-    assert play("daily.yml", ansible_env, "--tags", "logs").returncode == 0  # the log's positions of a first review
+    assert play("daily.yml", ansible_env, "--tags", "logs,errors").returncode == 0  # where the log reading stands
     sandbox.fault(error_spike="GEMINI:9")
     proc = play("incident.yml", ansible_env, "-e", "incident_response_read_only=true",
                 "-e", '{"incident_response_disable_features": ["gemini feedback"]}',
