@@ -229,6 +229,7 @@ def main():
     for host, per_role in sorted(p["inputs"].items()):
         per_role = dict((role, dict((k, v) for k, v in (values or {}).items() if v != UNDEFINED))
                         for role, values in (per_role or {}).items())
+        per_role.pop("__host", None)
         group = per_role.pop("runbook", {})
         try:
             plans[host] = plan = build_plan(host, group, per_role, p["selected"].get(host) or [])

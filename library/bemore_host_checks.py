@@ -98,6 +98,7 @@ def main():
     p = module.params
     inputs = dict((role, dict((k, v) for k, v in (values or {}).items() if v != UNDEFINED))
                   for role, values in p["inputs"].items())
+    inputs.pop("__host", None)
     group = inputs.pop("runbook", {})
     try:
         plan = build_plan("this host", group, inputs, p["selected"])

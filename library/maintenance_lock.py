@@ -424,8 +424,8 @@ def main():
                 module.fail_json(msg="lock file %s is a symbolic link; refusing to use it" % lock_file)
             module.fail_json(msg="cannot take the lock %s: %s" % (lock_file, exc.strerror or exc))
         if replaced:
-            module.warn("%s the maintenance lock of %s: %s" % ("broke" if broken else "took over",
-                                                                describe(replaced), reason))
+            module.warn("%s the maintenance lock of %s: %s" % (
+                "broke" if broken else "took over", describe(replaced), reason))
         result.update(changed=created, acquired=True, holder=record if created else read_lock(lock_file),
                       took_over={} if broken else replaced, took_over_reason=reason,
                       broken=replaced if broken else {}, waited_s=round(time.monotonic() - start, 1))

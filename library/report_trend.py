@@ -45,7 +45,7 @@ options:
 extends_documentation_fragment:
   - bemore_attributes.readonly
 author:
-  - BeMore maintenance runbooks contributors
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
 """
 
 EXAMPLES = r"""
@@ -122,7 +122,7 @@ def collect(paths, since):
 
 def trend(points, worse_percent, min_points):
     points = sorted(points)
-    values = [v for _, v in points]
+    values = [v for _when, v in points]
     n = len(values)
     third = max(1, n // 3)
     early = sum(values[:third]) / third

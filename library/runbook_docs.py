@@ -41,7 +41,7 @@ options:
 extends_documentation_fragment:
   - bemore_attributes.readonly
 author:
-  - BeMore maintenance runbooks contributors
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
 """
 
 EXAMPLES = r"""

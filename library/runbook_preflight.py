@@ -164,7 +164,7 @@ def check_inputs(roles, specs, inputs, problems):
                 group = values
             else:
                 roles_cfg[role] = values
-        validate_host(host, group, roles_cfg, problems)
+        validate_host(host, group, roles_cfg, problems, per_role.get("__host") or {})
         checked[host] = {"inputs": group, "roles": roles_cfg}
     return checked
 

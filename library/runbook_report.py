@@ -290,9 +290,8 @@ def main():
         try:
             scan = scan_history(p["report_dir"], run["schedule"], run["environment"])
             base = run["id"]
-            html = render_html(report, scan.reports, {"unreadable_reports": scan.unreadable,
-                                                       "links": [("JSON report", base + ".json"),
-                                                                 ("Markdown report", base + ".md")]})
+            links = [("JSON report", base + ".json"), ("Markdown report", base + ".md")]
+            html = render_html(report, scan.reports, {"unreadable_reports": scan.unreadable, "links": links})
         except Exception as exc:  # pylint: disable=broad-except
             html_error = "the HTML page could not be rendered: %s" % exc
             module.warn(html_error + "\n" + traceback.format_exc(limit=3))

@@ -58,11 +58,14 @@ attributes:
     support: full
     description: In check mode nothing is written; the result shows what would be stored.
   diff_mode:
+    description: Shows the document before and after a change.
     support: full
   platform:
+    description: Targets where the module runs (usually the control node).
+    support: full
     platforms: posix
 author:
-  - BeMore maintenance runbooks contributors
+  - BeMore maintenance runbooks contributors (@bemore-runbooks)
 """
 
 EXAMPLES = r"""

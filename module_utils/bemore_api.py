@@ -486,7 +486,7 @@ def parse_rate_limit(headers):
     reset = num(h.get("ratelimit-reset")) if "ratelimit-reset" in h else None
     combined = h.get("ratelimit")
     if limit is None and combined:
-        fields = dict((k.strip().lower(), v.strip()) for k, _, v in
+        fields = dict((k.strip().lower(), v.strip()) for k, _sep, v in
                       (part.partition("=") for part in combined.split(",")))
         limit, remaining, reset = num(fields.get("limit")), num(fields.get("remaining")), num(fields.get("reset"))
     if limit is None and "x-ratelimit-limit" in h:

@@ -90,7 +90,7 @@ def read_latency(client, paths, samples):
     times, failed, failures, endpoints = [], 0, [], {}
     for path in paths:
         mine = []
-        for _ in range(samples):
+        for _sample in range(samples):
             started = time.monotonic()
             try:
                 resp = client.request("GET", path, retry=False)

@@ -191,7 +191,7 @@ def _iso_from_us(usec):
 def _epoch_of_iso(stamp):
     """Seconds since the epoch of an ErrorHandler time (``2026-12-02T09:46:05.110Z``), or None."""
     try:
-        whole, _, frac = stamp.rstrip("Z").partition(".")
+        whole, _dot, frac = stamp.rstrip("Z").partition(".")
         return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
     except (ValueError, AttributeError):
         return None
@@ -295,8 +295,8 @@ class Tally(object):
                 level = item[0].decode()
                 group = groups[sig] = {
                     "signature": sig, "level": level, "module": _text(item[2]), "type": _text(item[3]),
-                    "count": 0, "sample": ("[%s] %s [%s] (%s) %s" % (level, item[1].decode(), _text(item[2]),
-                                                                   _text(item[3]), _text(item[4]))).strip()[:MAX_SAMPLE],
+                    "count": 0, "sample": ("[%s] %s [%s] (%s) %s" % (
+                        level, item[1].decode(), _text(item[2]), _text(item[3]), _text(item[4]))).strip()[:MAX_SAMPLE],
                     "new": sig not in self.known, "last_time": None, "frame": level != "CRITICAL"}
             group["count"] += count
             group["last_time"] = last[sig].decode()
@@ -752,8 +752,8 @@ class _JournalRead(object):
                 self.stderr = errors.read(4096).decode("utf-8", "replace").strip()
             if self.complete and rc != 0:
                 self.complete = False
-                self.error = "%s exited with %d: %s" % (" ".join(self.argv[:3]), rc,
-                                                         self.stderr.splitlines()[0] if self.stderr else "no message")
+                self.error = "%s exited with %d: %s" % (
+                    " ".join(self.argv[:3]), rc, self.stderr.splitlines()[0] if self.stderr else "no message")
         return self
 
     def _stream(self, proc):

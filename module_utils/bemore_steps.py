@@ -545,8 +545,8 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
             (cleanup.get("deleted_by") or {}).get("size_cap", 0), cleanup["files_remaining"],
             _fmt(cleanup["bytes_remaining"] / MB, 2))
     elif folder is not None:
-        summary = "temp folder %s MB (%d files) of the %s MB cap" % (figures["folder_mb"], folder["files"],
-                                                                    _fmt(figures["cap_mb"]))
+        summary = "temp folder %s MB (%d files) of the %s MB cap" % (
+            figures["folder_mb"], folder["files"], _fmt(figures["cap_mb"]))
     else:
         summary = "cleanup service status"
     if service is not None:
@@ -666,8 +666,8 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
     if cors is not None:
         parts.append("CORS %s" % ("ok" if not cors.get("problems") else "problems"))
     if rate is not None and rate.get("limit"):
-        parts.append("rate limit %s per %s s (%s left)" % (rate["limit"], rate.get("window_s") or "?",
-                                                          rate.get("remaining")))
+        parts.append("rate limit %s per %s s (%s left)" % (
+            rate["limit"], rate.get("window_s") or "?", rate.get("remaining")))
     summary = ", ".join(parts) or "nothing checked"
     if problems:
         summary += "; " + "; ".join(problems)

@@ -730,8 +730,9 @@ def render_chart(chart, colours, report, current_time):
                     attrs = ' fill="%s" stroke="%s" stroke-width="1.2"' % (fill, edge)
                     marker = (_CLIPPED_SHAPE % ' fill="%s" stroke="#1f2328" stroke-width="1"' % colour) if over \
                         else (shape % attrs)
-                    tip = "%s%s, %s: %s %s%s" % (clean_text(host), (" " + kind) if kind else "", _stamp(when),
-                                                  fmt_number(value), unit, " (above the chart)" if over else "")
+                    tip = "%s%s, %s: %s %s%s" % (
+                        clean_text(host), (" " + kind) if kind else "", _stamp(when), fmt_number(value), unit,
+                        " (above the chart)" if over else "")
                     out.append('<g class="point%s" data-value="%s" transform="translate(%s,%s)">%s<title>%s</title></g>'
                                % (" clipped" if over else "", fmt_number(value), _c(x), _c(y), marker,
                                   html.escape(tip)))
@@ -892,6 +893,7 @@ footer { color: #59636e; font-size: 12px; margin-top: 24px; }
 
 # Nothing may load or run: defence in depth should the escaping ever fail.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
 
 def _href(value):
     """An escaped link target: http(s) or a relative path; anything else (javascript:, data:, file:) is None."""

@@ -26,9 +26,9 @@ import re
 import socket
 import time
 import urllib.error
-import urllib.request
 
 from ansible.module_utils.bemore_steps import SEVERITIES, STATUS_RANK, worst_severity, worst_status
+from ansible.module_utils.urls import open_url
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
@@ -471,8 +471,9 @@ def summary_lines(report):
         for stp in data["steps"]:
             out.append("%s %-18s %-14s %s" % (host, stp["step"], stp["status"].upper(), stp["summary"]))
         if not data["completed"]:
-            out.append("%s %-18s %-14s %s" % (host, "(run)", "FAILED" if not report.get("interrupted") else "INTERRUPTED",
-                                               data.get("reason") or "the run did not complete on this host"))
+            out.append("%s %-18s %-14s %s" % (
+                host, "(run)", "INTERRUPTED" if report.get("interrupted") else "FAILED",
+                data.get("reason") or "the run did not complete on this host"))
     return out
 
 
@@ -562,12 +563,13 @@ def post_webhook(url, payload, timeout=10.0, retries=2, delay=2.0):
         if attempt:
             time.sleep(delay)
         try:
-            req = urllib.request.Request(url, data=data, method="POST",
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                if 200 <= resp.status < 300:
-                    return True, "sent (HTTP %d)" % resp.status
-                outcome = "HTTP %d" % resp.status
+            resp = open_url(url, data=data, method="POST", headers={"Content-Type": "application/json"},
+                            timeout=timeout, validate_certs=True, follow_redirects="none")
+            status = resp.getcode()
+            resp.close()
+            if 200 <= status < 300:
+                return True, "sent (HTTP %d)" % status
+            outcome = "HTTP %d" % status
         except urllib.error.HTTPError as exc:
             outcome = "HTTP %d" % exc.code
             if 400 <= exc.code < 500 and exc.code != 429:

@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import time
+from urllib.parse import urlsplit
 
 from ansible.module_utils.bemore_api import check_base_url
 from ansible.module_utils.bemore_checks import needed
@@ -321,12 +322,23 @@ def build_plan(host, inputs, roles_cfg, selected):
     }
 
 
-def validate_host(host, inputs, roles_cfg, problems):
+def is_loopback(url):
+    host = (urlsplit(url or "").hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def validate_host(host, inputs, roles_cfg, problems, host_info=None):
     """Range rules of every role plus the group-level inputs of one host."""
     try:
-        check_base_url(inputs.get("bemore_base_url"))
+        url = check_base_url(inputs.get("bemore_base_url"))
     except ValueError as exc:
-        problems.add(host, "bemore_base_url", str(exc).split(" ", 1)[1] if str(exc).startswith("bemore_base_url ") else str(exc))
+        problems.lines.append("%s: %s" % (host, exc))
+        url = None
+    connection = (host_info or {}).get("connection")
+    if url and is_loopback(url) and connection not in (None, "local") and \
+            (inputs.get("bemore_api_from") or "controller") == "controller":
+        problems.add(host, "bemore_api_from", "bemore_base_url %s answers only on the host itself (connection %s); "
+                     "set bemore_api_from: host so the host reads its own API" % (url, connection))
     access = inputs.get("bemore_host_access") or "full"
     if access not in ACCESS:
         problems.add(host, "bemore_host_access", "must be full or api_only, got %r" % (access,))

@@ -117,7 +117,7 @@ def open_files(root_dev):
                     parts = line.split(None, 5)
                     if len(parts) < 6 or parts[4] == "0":
                         continue
-                    dev_major, _, dev_minor = parts[3].partition(":")
+                    dev_major, _colon, dev_minor = parts[3].partition(":")
                     if int(dev_major, 16) == major and int(dev_minor, 16) == minor:
                         held.add((root_dev, int(parts[4])))
         except (OSError, ValueError):
@@ -231,7 +231,7 @@ class Unlinker(object):
             self.sock.close()
             self.sock = None
         if self.pid is not None:
-            _, status = os.waitpid(self.pid, 0)
+            _pid, status = os.waitpid(self.pid, 0)
             self.pid = None
             if status != 0:
                 self.lost = True

@@ -111,9 +111,9 @@ class CallbackModule(CallbackBase):
                            "so the next run reviews the same log lines again, and takes over its locks at once."]
         html = None
         try:
-            from ansible.module_utils.report_html import load_history, render_html  # pylint: disable=import-outside-toplevel
-            html = render_html(report, load_history(self._run["report_dir"], self._run["schedule"],
-                                                    self._run["environment"]))
+            html_module = sys.modules.get("ansible.module_utils.report_html")
+            html = html_module.render_html(report, html_module.load_history(
+                self._run["report_dir"], self._run["schedule"], self._run["environment"]))
         except Exception:  # pylint: disable=broad-except
             html = None
         paths = core.write_report(report, self._run["report_dir"], html)

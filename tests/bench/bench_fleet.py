@@ -143,8 +143,9 @@ def tasks_per_host(recap, host):
 
 
 def module_runs(verbose_out, host):
-    """AnsiballZ executions on ``host`` (its own EXEC lines; delegated runs are the control node's)."""
-    return len(re.findall(r"^<%s> EXEC .*AnsiballZ_\w+\.py" % re.escape(host), verbose_out, re.M))
+    """Module executions on ``host``: its own EXEC lines that start Python (pipelined or not);
+    delegated runs show the control node's name instead."""
+    return len(re.findall(r"^<%s> EXEC .*python" % re.escape(host), verbose_out, re.M))
 
 
 def noop_playbook(path, count):

@@ -236,3 +236,13 @@ def test_the_log_source_defaults_to_the_journal_when_a_unit_is_named():
     assert plan.log_source({}, {})[0] == "none"
     assert plan.log_source({"bemore_log_source": "file", "bemore_log_files": ["/a"]}, {"source": "files"})[:2] == (
         "file", ["/a"])
+
+
+def test_a_loopback_api_read_from_the_control_node_of_a_remote_host_is_refused():
+    found = plan.Problems()
+    plan.validate_host("api1", {"bemore_base_url": "http://127.0.0.1:3000"}, {}, found, {"connection": "ssh"})
+    assert any("bemore_api_from: host" in line for line in found.lines)
+    for info, inputs in (({"connection": "local"}, {}), ({"connection": "ssh"}, {"bemore_api_from": "host"})):
+        found = plan.Problems()
+        plan.validate_host("api1", dict({"bemore_base_url": "http://127.0.0.1:3000"}, **inputs), {}, found, info)
+        assert not any("bemore_api_from" in line for line in found.lines)
