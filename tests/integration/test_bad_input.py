@@ -79,3 +79,14 @@ def test_the_lock_module_encodes_a_hostile_name_inside_its_folder(run_module, tm
     result = run_module("maintenance_lock", {"lock_dir": str(locks), "name": "../../x/../y", "run_id": "r1"})
     assert result["acquired"] and os.path.dirname(result["lock_file"]) == str(locks)
     assert os.listdir(str(locks)) == [os.path.basename(result["lock_file"])]
+
+
+def test_the_group_api_token_never_reaches_the_output_or_the_files(sandbox, ansible_env):
+    secret = "tok-Zq8-never-shown"
+    proc = play("weekly.yml", ansible_env, "-v", "-e", "bemore_api_token=" + secret, "--skip-tags", "security")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert secret not in proc.stdout + proc.stderr
+    for folder in (ansible_env["BEMORE_REPORT_DIR"], ansible_env["BEMORE_STATE_DIR"]):
+        for root, _dirs, names in os.walk(folder):
+            for name in names:
+                assert secret not in open(os.path.join(root, name), errors="replace").read(), name

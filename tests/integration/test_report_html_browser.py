@@ -207,3 +207,23 @@ def make_example(out_png):
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "docs", "report-example.png")
     print("%s written in %.1f s" % (target, make_example(target)))
+
+
+def test_the_page_of_a_sandbox_run_opens_in_chromium(sandbox, ansible_env, tmp_path):
+    browser.require_chromium()
+    from tests.integration.test_sandbox_playbooks import play  # pylint: disable=import-outside-toplevel
+
+    for _ in range(2):  # a second run gives the charts a history
+        proc = play("daily.yml", ansible_env)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    folder = os.path.join(ansible_env["BEMORE_REPORT_DIR"], "daily")
+    page = os.path.join(folder, os.readlink(os.path.join(folder, "latest.html")))
+    shown = browser.open_page(page, str(tmp_path), size=SIZE, name="sandbox")
+    stats = browser.colour_stats(shown.png)
+    assert stats.distinct > 20 and stats.dominant_share < 0.95, stats  # not a blank page
+    text = shown.text
+    with open(os.path.join(folder, "latest.json"), encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert report["worst_status"].upper() in text.upper()
+    for step in report["hosts"]["sandbox"]["steps"]:
+        assert step["step"] in text

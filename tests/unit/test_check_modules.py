@@ -254,3 +254,34 @@ def test_a_refused_connection_and_a_timeout_say_which(sim_factory):
     with pytest.raises(ApiError) as err:
         c.get_json("/health")
     assert err.value.kind == "timeout" and time.monotonic() - started <= c.max_wall_time() + 0.5
+
+
+def test_the_group_token_reaches_every_api_call_of_the_sweep(run_module):
+    import http.server  # pylint: disable=import-outside-toplevel
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"status": "ok", "uptime": 1.0, "total": 0}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d" % server.server_address[1]
+        result = sweep(run_module, {"api1": inputs_for(url)}, roles=["health_check", "error_monitoring"],
+                       tokens={"api1": "tok-42"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {path for path, _ in seen} >= {"/health", "/api/errors/stats"}
+    assert all(auth == "Bearer tok-42" for _, auth in seen)
+    assert "tok-42" not in json.dumps(result)
