@@ -103,9 +103,8 @@ from ansible.module_utils.bemore_steps import (
     api_security_step, disk_step, error_step, health_step, log_step, not_applicable, performance_step,
     tmp_cleanup_step, unreadable,
 )
-from ansible.module_utils.runbook_plan import build_plan
+from ansible.module_utils.runbook_plan import build_plan, split_inputs
 
-UNDEFINED = "__runbook_undefined__"
 
 
 def _reading(api, name):
@@ -227,10 +226,7 @@ def main():
         module.fail_json(msg="workers must be between 1 and 1024, got %d" % p["workers"])
     plans, targets = {}, {}
     for host, per_role in sorted(p["inputs"].items()):
-        per_role = dict((role, dict((k, v) for k, v in (values or {}).items() if v != UNDEFINED))
-                        for role, values in (per_role or {}).items())
-        per_role.pop("__host", None)
-        group = per_role.pop("runbook", {})
+        group, per_role = split_inputs(per_role)
         try:
             plans[host] = plan = build_plan(host, group, per_role, p["selected"].get(host) or [])
         except ValueError as exc:

@@ -79,9 +79,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_checks import sweep
 from ansible.module_utils.bemore_host import read_all
-from ansible.module_utils.runbook_plan import build_plan
+from ansible.module_utils.runbook_plan import build_plan, split_inputs
 
-UNDEFINED = "__runbook_undefined__"
 
 
 def main():
@@ -96,10 +95,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    inputs = dict((role, dict((k, v) for k, v in (values or {}).items() if v != UNDEFINED))
-                  for role, values in p["inputs"].items())
-    inputs.pop("__host", None)
-    group = inputs.pop("runbook", {})
+    group, inputs = split_inputs(p["inputs"])
     try:
         plan = build_plan("this host", group, inputs, p["selected"])
     except ValueError as exc:

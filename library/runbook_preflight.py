@@ -123,14 +123,9 @@ from ansible.module_utils.runbook_core import (
     build_report, check_name, controller_identity, dead_runs, finish_run, iso, journal_read, journal_steps,
     load_state, new_run_id, register_run, write_report,
 )
-from ansible.module_utils.runbook_plan import Problems, validate_host
+from ansible.module_utils.runbook_plan import Problems, defined, validate_host
 
-UNDEFINED = "__runbook_undefined__"
 GROUP_ROLE = "runbook"
-
-
-def clean(values):
-    return dict((k, v) for k, v in (values or {}).items() if v != UNDEFINED)
 
 
 def spec_problems(host, role, spec, values, problems):
@@ -139,7 +134,7 @@ def spec_problems(host, role, spec, values, problems):
     for opt in options.values():
         opt.pop("description", None)
         opt.pop("version_added", None)
-    result = ArgumentSpecValidator(options).validate(clean(values))
+    result = ArgumentSpecValidator(options).validate(defined(values))
     for message in result.error_messages:
         problems.lines.append("%s: %s: %s" % (host, role, message))
     return result.validated_parameters

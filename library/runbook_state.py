@@ -102,56 +102,16 @@ state_file:
   type: str
 """
 
-import errno
-import fcntl
 import json
 import os
-import re
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
-
-
-def safe_name(kind, value):
-    if not _NAME.match(value or "") or value in (".", ".."):
-        raise ValueError("%s %r may only contain letters, digits, '.', '_', '@' and '-'" % (kind, value))
-    return value
+from ansible.module_utils.runbook_core import Flock, check_name, read_json, write_atomic
 
 
 def state_file(state_dir, host, topic):
-    return os.path.join(state_dir, safe_name("host", host), safe_name("topic", topic) + ".json")
-
-
-def read(path, default=None):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
-            return default
-        if isinstance(exc, ValueError):
-            # A corrupt document must not stop monitoring; start afresh.
-            return default
-        raise
-
-
-def write_atomic(path, data):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return os.path.join(state_dir, check_name("host", host), check_name("topic", topic) + ".json")
 
 
 def appended(samples, sample, max_items, max_age_s, now=None):
@@ -191,28 +151,26 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     if p["action"] == "get":
-        module.exit_json(changed=False, data=read(path, p["default"]), previous=read(path), state_file=path)
+        # A missing or damaged document reads as the default: it must not stop a run.
+        module.exit_json(changed=False, data=read_json(path, p["default"]), previous=read_json(path), state_file=path)
 
-    lock_path = os.path.join(p["dir"], ".lock")
-    lock = None
+    def update():
+        previous = read_json(path)
+        new = p["data"] if p["action"] == "set" else appended(previous, p["data"], p["max_items"], p["max_age_s"])
+        if new != previous and not module.check_mode:
+            write_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+        return previous, new
+
     try:
-        if not module.check_mode:
-            os.makedirs(p["dir"], mode=0o700, exist_ok=True)
-            lock = open(lock_path, "a")  # pylint: disable=consider-using-with
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        previous = read(path)
-        if p["action"] == "set":
-            new = p["data"]
+        if module.check_mode:
+            previous, new = update()
         else:
-            new = appended(previous, p["data"], p["max_items"], p["max_age_s"])
-        changed = new != previous
-        if changed and not module.check_mode:
-            write_atomic(path, new)
+            # Serialised with the other hosts' updates (parallel forks); released before exit_json.
+            with Flock(os.path.join(p["dir"], ".lock")):
+                previous, new = update()
     except OSError as exc:
         module.fail_json(msg="cannot update state file %s: %s" % (path, exc.strerror or exc))
-    finally:
-        if lock is not None:
-            lock.close()  # releases the flock; exit_json must not run while it is held
+    changed = new != previous
     diff = {"before": json.dumps(previous, indent=1, sort_keys=True) + "\n",
             "after": json.dumps(new, indent=1, sort_keys=True) + "\n",
             "before_header": path, "after_header": path}

@@ -32,6 +32,21 @@ ACCESS = ("full", "api_only")
 API_FROM = ("controller", "host")
 
 
+# What the runbook frame gathers for a variable that is not defined.
+UNDEFINED = "__runbook_undefined__"
+
+
+def defined(values):
+    """``values`` without the options the frame found undefined."""
+    return dict((k, v) for k, v in (values or {}).items() if v != UNDEFINED)
+
+
+def split_inputs(gathered):
+    """(group-level inputs, {role: options}) of one host's gathered inputs."""
+    roles = dict((role, defined(values)) for role, values in (gathered or {}).items() if role != "__host")
+    return roles.pop("runbook", {}), roles
+
+
 class Problems(object):
     """Collects 'host: option: problem' lines."""
 

@@ -38,7 +38,7 @@ def test_append_trims_by_age_and_count():
 def test_hostile_names_are_refused(run_module, tmp_path, host):
     result = run_module("runbook_state", {"dir": str(tmp_path), "host": host, "topic": "t",
                                           "action": "set", "data": 1})
-    assert result["failed"] is True and "may only contain" in result["msg"]
+    assert result["failed"] is True and "may only hold" in result["msg"]
     assert list(tmp_path.iterdir()) == []
 
 
