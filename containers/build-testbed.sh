@@ -42,11 +42,12 @@ fi
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
+# The simulator stands alone (it imports nothing from module_utils/).
 files=(Containerfile bemore.service bemore-seed.service bemore-npm-registry.service
-       bemore_sim.py sandboxctl.py bemore_api.py npm_registry.py npm_fixture.json)
+       bemore_sim.py sandboxctl.py npm_registry.py npm_fixture.json)
 cp "$here/testbed/Containerfile" "$here/testbed/"*.service \
    "$repo/sandbox/bemore_sim.py" "$repo/sandbox/sandboxctl.py" "$repo/sandbox/npm_registry.py" \
-   "$repo/sandbox/npm_fixture.json" "$repo/module_utils/bemore_api.py" "$ctx/"
+   "$repo/sandbox/npm_fixture.json" "$ctx/"
 tag=$( { echo "$base"; cd "$ctx" && cat "${files[@]}"; } | sha256sum | cut -c1-12)
 image="localhost/bemore-testbed:$tag"
 if ! podman image exists "$image"; then

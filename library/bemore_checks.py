@@ -106,7 +106,6 @@ from ansible.module_utils.bemore_steps import (
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
 
 
-
 def _reading(api, name):
     """(data, error text) of one API reading."""
     reading = (api or {}).get(name) or {}

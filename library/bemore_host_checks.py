@@ -82,7 +82,6 @@ from ansible.module_utils.bemore_host import read_all
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
 
 
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
