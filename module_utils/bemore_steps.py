@@ -107,9 +107,15 @@ def restarted_since(uptime, previous_uptime, now_ts=None, previous_ts=None, tole
     """Whether a process with ``uptime`` now restarted since it reported ``previous_uptime``."""
     if previous_uptime is None or uptime is None:
         return False
+    # Uptime only grows while the process lives: less than before is a restart,
+    # however young either process is.
+    if uptime < previous_uptime:
+        return True
+    # A restart that has since run longer than the last reading is found by
+    # the time that passed between the two runs (tolerance: clock skew).
     if now_ts is not None and previous_ts is not None and now_ts >= previous_ts:
         return uptime + tolerance < previous_uptime + (now_ts - previous_ts)
-    return uptime < previous_uptime
+    return False
 
 
 def health_step(reading, cfg, previous=None, now=None, rechecked=None):

@@ -302,7 +302,9 @@ def finish_run(state_dir, run_id, outcome, report=None):
     record.update(ended=outcome, ended_at=iso(), report=report)
     write_atomic(path, json.dumps(record, sort_keys=True) + "\n")
     journal = os.path.join(runs_dir(state_dir), run_id + ".journal")
-    if os.path.exists(journal) and outcome == "finished":
+    # The report holds what the journal held; an interrupted run's journal
+    # stays for whoever looks into the interruption.
+    if os.path.exists(journal) and outcome in ("finished", "stopped"):
         os.unlink(journal)
 
 

@@ -17,6 +17,11 @@ description:
     interrupted run's report itself, with the steps finished so far, before
     ansible-core's own handling ends the run. The run commits no state, so
     the next run reviews the same log lines again.
+  - When the play ends before the run's report step - every host stopped
+    early, for example by another run's maintenance lock, or unreachable -
+    it writes that run's report itself at the end of the playbook, with each
+    host's failure, and closes the run as stopped, so the next run does not
+    mistake it for a killed one.
   - It needs no enabling and loads from the folder next to the playbooks
     (C(playbooks/callback_plugins)), so ansible-runner and AWX, which set
     their own callback folder, load it too.
@@ -71,6 +76,7 @@ class CallbackModule(CallbackBase):
         self._reported = False
         self._previous = {}
         self._core = None
+        self._failures = {}
 
     # -- signals -------------------------------------------------------------
     def v2_playbook_on_start(self, playbook):
@@ -109,6 +115,24 @@ class CallbackModule(CallbackBase):
         report = core.build_report(self._run, hosts, interrupted={"reason": reason, "signal": name.replace("SIG", "")})
         report["notes"] = ["The run was interrupted; the steps above are the ones it finished. It committed no state, "
                            "so the next run reviews the same log lines again, and takes over its locks at once."]
+        paths = self._write(core, report, "interrupted")
+        self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s"
+                              % (name, paths.get("markdown")))
+
+    def _write_stopped(self):
+        """The report of a run whose play ended before its report step."""
+        core = self._utils()
+        hosts = dict((h, {"completed": False, "steps": self._steps.get(h, []),
+                          "reason": self._failures.get(h) or "the play ended before this host's report step"})
+                     for h in self._run.get("hosts") or sorted(set(self._steps) | set(self._failures)))
+        report = core.build_report(self._run, hosts)
+        report["notes"] = ["The run stopped before its report step; each host says why. It committed no state, "
+                           "so the next run reviews the same log lines again."]
+        paths = self._write(core, report, "stopped")
+        self._display.warning("runbook stopped before its report: report of the run written to %s"
+                              % paths.get("markdown"))
+
+    def _write(self, core, report, outcome):
         html = None
         try:
             html_module = sys.modules.get("ansible.module_utils.report_html")
@@ -117,10 +141,9 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             html = None
         paths = core.write_report(report, self._run["report_dir"], html)
-        core.finish_run(self._run["state_dir"], self._run["id"], "interrupted", paths.get("json"))
+        core.finish_run(self._run["state_dir"], self._run["id"], outcome, paths.get("json"))
         self._reported = True
-        self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s"
-                              % (name, paths.get("markdown")))
+        return paths
 
     def _utils(self):
         if self._core is None:
@@ -133,8 +156,15 @@ class CallbackModule(CallbackBase):
         host = result.host.get_name()
         run = data.get("run")
         if isinstance(run, dict) and run.get("id") and run.get("journal") and "dead_runs" in data:
+            if self._run is not None and not self._reported and self._run.get("id") != run["id"]:
+                # An earlier play's run that never reached its report step.
+                try:
+                    self._write_stopped()
+                except Exception as exc:  # pylint: disable=broad-except
+                    self._display.error("runbook_journal: could not write the stopped run's report: %s" % exc)
             self._run = dict(run)
             self._steps = {}
+            self._failures = {}
             self._reported = False
             self._display.vvvv("runbook_journal: journaling run %s to %s" % (run["id"], run["journal"]))
             return
@@ -155,6 +185,33 @@ class CallbackModule(CallbackBase):
                 found.append((host, value))
         for name, stp in found:
             self._record(name, stp)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        if self._run is None or ignore_errors:
+            return
+        self._failure(result, "failed")
+
+    def v2_runner_on_unreachable(self, result):
+        if self._run is not None:
+            self._failure(result, "unreachable")
+
+    def _failure(self, result, kind):
+        msg = result.result.get("msg") if isinstance(result.result, dict) else None
+        if isinstance(msg, (list, tuple)):
+            msg = "; ".join(str(m) for m in msg)
+        # A task under no_log shows its name only: its message may hold a secret.
+        if isinstance(result.result, dict) and result.result.get("_ansible_no_log"):
+            msg = None
+        text = "%s at task '%s'" % (kind, result.task_name or "unnamed")
+        self._failures.setdefault(result.host.get_name(), text + (": %s" % msg if msg else ""))
+
+    def v2_playbook_on_stats(self, stats):
+        if self._run is None or self._reported or os.getpid() != self._pid:
+            return
+        try:
+            self._write_stopped()
+        except Exception as exc:  # pylint: disable=broad-except
+            self._display.error("runbook_journal: could not write the stopped run's report: %s" % exc)
 
     def _record(self, host, stp):
         steps = self._steps.setdefault(host, [])

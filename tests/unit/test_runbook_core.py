@@ -231,6 +231,16 @@ def test_an_api_only_host_gets_no_host_readings_and_says_why():
     assert "api_only" in got["not_applicable"]["disk_usage"]
 
 
+@pytest.mark.parametrize("given, retries, timeout", [
+    ({}, 2, 10.0),  # the documented defaults (roles/runbook/meta/argument_specs.yml)
+    ({"bemore_api_retries": 0, "bemore_api_timeout": 3}, 0, 3.0),
+    ({"bemore_api_retries": 5}, 5, 10.0),
+])
+def test_the_api_retries_and_timeout_default_as_documented(given, retries, timeout):
+    got = plan.build_plan("h", dict({"bemore_base_url": "https://api.example"}, **given), {}, ["health_check"])
+    assert (got["api"]["retries"], got["api"]["timeout"]) == (retries, timeout)
+
+
 def test_the_log_source_defaults_to_the_journal_when_a_unit_is_named():
     assert plan.log_source({"bemore_service_name": "bemore"}, {})[0] == "journal"
     assert plan.log_source({}, {})[0] == "none"

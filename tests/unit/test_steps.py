@@ -150,6 +150,12 @@ def test_a_service_that_went_down_during_the_run_is_critical():
     (30.0, {"uptime_s": 5000.0, "checked_at": NOW - 3600}, True),
     (8600.0, {"uptime_s": 5000.0, "checked_at": NOW - 3600}, False),
     (8600.0, {}, False),
+    # A restart of a young process, well inside the tolerance: uptime fell.
+    (5.0, {"uptime_s": 40.0, "checked_at": NOW - 10}, True),
+    (45.0, {"uptime_s": 40.0, "checked_at": NOW - 10}, False),
+    # Two runs seconds apart on a process started after the last one, with
+    # more uptime than the last reading: found by the time that passed.
+    (50.0, {"uptime_s": 40.0, "checked_at": NOW - 3600}, True),
 ])
 def test_a_restart_since_the_last_run_is_medium(uptime, previous, restarted):
     health = dict(HEALTH, uptime_s=uptime, timestamp=None)
