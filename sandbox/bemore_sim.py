@@ -49,7 +49,9 @@ INVALID_FAULTS):
 
 Control routes (never rate-limited, logged or counted):
   GET/POST/DELETE /__sim/faults   read (with open_sessions) / set / clear faults
-  GET  /__sim/state               uptime, open sessions, error total, cleanup, limits
+  GET  /__sim/state               uptime, open sessions, error total, cleanup, limits,
+                                  the Authorization headers each route saw
+  DELETE /__sim/authorizations    forget them
   POST /__sim/commit              {"commit": "...", "version": "..."}
   POST /__sim/restart             a process restart: uptime, counters, sessions and rate
                                   limits reset, .env re-read; memory_mb, health_down and
@@ -564,6 +566,7 @@ class Sim(object):
         self.ports = args.all_ports
         self.version = args.version
         self.deployed = None  # a commit set through POST /__sim/commit: the release now deployed
+        self.authorizations = {}  # "METHOD /path": every Authorization header it saw ("" for none)
         self.accum = 0.0
         self.boot()
 
@@ -1107,6 +1110,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__sim" or path.startswith("/__sim/"):
             return self.control(method, path)
         body = self.read_body() if method not in ("GET", "HEAD") or self.headers.get("Content-Length") else b""
+        # For tests of the clients: which credentials reached which route (the
+        # backend itself needs none on these routes, so it never refuses).
+        sim.authorizations.setdefault("%s %s" % (method, path), set()).add(self.headers.get("Authorization") or "")
         down = sim.down_code()
         if down:
             return self.proxy_page(down)
@@ -1417,6 +1423,9 @@ class Handler(BaseHTTPRequestHandler):
         if route == "/__sim/faults" and method == "DELETE":
             sim.clear_faults()
             return self.control_answer(200, {"faults": {}})
+        if route == "/__sim/authorizations" and method == "DELETE":
+            sim.authorizations.clear()
+            return self.control_answer(200, {"authorizations": {}})
         if route == "/__sim/state" and method == "GET":
             stats = sim.stats_snapshot()
             return self.control_answer(200, {
@@ -1428,7 +1437,8 @@ class Handler(BaseHTTPRequestHandler):
                 "rate_limit": {"limit": sim.args.rate_limit, "write_limit": sim.args.write_rate_limit,
                                "window_s": sim.args.rate_window,
                                "enabled": bool(sim.args.rate_limit) and not sim.faults.get("no_rate_limit")},
-                "background_rps": sim.args.background_rps, "session_end_wait": sim.args.session_end_wait})
+                "background_rps": sim.args.background_rps, "session_end_wait": sim.args.session_end_wait,
+                "authorizations": dict((k, sorted(v)) for k, v in list(sim.authorizations.items()))})
         if route == "/__sim/commit" and method == "POST":
             if not isinstance(body, dict):
                 return self.control_answer(400, {"success": False, "error": {

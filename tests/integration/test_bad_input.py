@@ -41,12 +41,17 @@ def test_a_temp_path_that_is_the_app_folder_is_refused_with_the_reason(sandbox, 
     assert snapshot(sandbox, ansible_env) == before
 
 
-def test_the_cleanup_module_refuses_a_folder_holding_the_apps_files(run_module, tmp_path):
-    (tmp_path / "package.json").write_text("{}")
+@pytest.mark.parametrize("marker, is_dir", [("package.json", False), (".env", False), (".git", True),
+                                             ("node_modules", True)])
+def test_the_cleanup_module_refuses_a_folder_holding_the_apps_files(run_module, tmp_path, marker, is_dir):
+    if is_dir:
+        (tmp_path / marker).mkdir()
+    else:
+        (tmp_path / marker).write_text("{}")
     (tmp_path / "old.wav").write_bytes(b"x")
     os.utime(tmp_path / "old.wav", (0, 0))
     result = run_module("tmp_cleanup", {"path": str(tmp_path), "max_age_days": 7})
-    assert result["failed"] and "package.json" in result["msg"] and (tmp_path / "old.wav").exists()
+    assert result["failed"] and marker in result["msg"] and (tmp_path / "old.wav").exists()
 
 
 def test_credentials_in_the_base_url_are_refused_and_never_shown(sandbox, ansible_env):

@@ -190,3 +190,28 @@ def test_unconfirmed_mitigation_is_refused_and_changes_nothing(sandbox, ansible_
     assert "incident_response_confirm_restart=true" in proc.stdout and "nothing was changed" in proc.stdout
     assert sandbox.control("GET", "/__sim/faults")["faults"].get("health_down") is True
     assert incident_log(ansible_env) == []
+
+
+def test_the_group_api_token_reaches_every_api_step(sandbox, ansible_env):
+    token = "tok-group-7"
+    seen = lambda: sandbox.control("GET", "/__sim/state")["authorizations"]  # noqa: E731
+    sandbox.control("DELETE", "/__sim/authorizations")  # the fixture's own readiness checks
+    # The sweep (daily), the smoke test's session (postdeploy) and the
+    # incident's re-check after its restart: all with bemore_api_token alone.
+    assert play("daily.yml", ansible_env, "--tags", "health,errors", "-e", "bemore_api_token=" + token).returncode == 0
+    proc = play("postdeploy.yml", ansible_env, "--tags", "smoke", "-e", "bemore_api_token=" + token)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    sandbox.fault(health_down=True)
+    proc = play("incident.yml", ansible_env, "-e", "incident_response_restart=true",
+                "-e", "incident_response_confirm_restart=true", "-e", "incident_response_settle_s=4",
+                "-e", "bemore_api_retries=0", "-e", "bemore_api_token=" + token,
+                # The sandbox's stand-in for Gemini is the simulator's /health;
+                # a third party's service must not get the backend's token.
+                "-e", '{"incident_response_dependencies": []}')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    routes = seen()
+    for route in ("GET /health", "GET /api/errors/stats", "POST /api/session/start"):
+        assert route in routes, routes
+    assert any(r.startswith("POST /api/session/") and r.endswith("/end") for r in routes), routes
+    # Every request the runbooks sent carried the token, and only it.
+    assert {route: values for route, values in routes.items() if values != ["Bearer " + token]} == {}
