@@ -274,8 +274,9 @@ def build_plan(host, inputs, roles_cfg, selected):
     access = inputs.get("bemore_host_access") or "full"
     api_from = inputs.get("bemore_api_from") or "controller"
     selected = [r for r in selected if r in SWEEP_ROLES]
+    retries = inputs.get("bemore_api_retries")
     api = {"base_url": check_base_url(inputs.get("bemore_base_url")),
-           "timeout": float(inputs.get("bemore_api_timeout") or 10), "retries": 2 if inputs.get("bemore_api_retries") is None else int(inputs["bemore_api_retries"]),
+           "timeout": float(inputs.get("bemore_api_timeout") or 10), "retries": 2 if retries is None else int(retries),
            "validate_certs": bool(inputs.get("bemore_validate_certs", True))}
     perf = cfg.get("performance_check", {})
     sec = cfg.get("api_security", {})
