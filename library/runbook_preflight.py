@@ -67,6 +67,13 @@ options:
     description: Days the registry keeps the records of finished runs.
     type: int
     default: 7
+  report_file_mode:
+    description:
+      - Mode of the report files (the report role's C(report_file_mode)), kept in the run's record so that a
+        report written for this run by someone else (its interruption, a later run after a kill) gets it too.
+    type: str
+    choices: ["0600", "0640"]
+    default: "0600"
 extends_documentation_fragment:
   - bemore_attributes.controller
 notes:
@@ -180,7 +187,9 @@ def recover(state_dir, report_dir, records):
         report["notes"] = ["This report was written by a later run from the journal the killed run left; "
                            "the killed run committed no state, so the next run reviews the same log lines again."]
         try:
-            paths = write_report(report, record.get("report_dir") or report_dir)
+            # keep=0: the next report of the schedule prunes with its own setting.
+            paths = write_report(report, record.get("report_dir") or report_dir, keep=0,
+                                 file_mode=int(record.get("report_file_mode") or "0600", 8))
         except FileExistsError:
             paths = {"json": "already written"}
         except OSError:
@@ -202,6 +211,7 @@ def main():
             inputs=dict(type="dict", required=True),
             check_mode_run=dict(type="bool", default=False),
             keep_runs_days=dict(type="int", default=7),
+            report_file_mode=dict(type="str", choices=["0600", "0640"], default="0600"),
         ),
         supports_check_mode=True,
     )
@@ -229,7 +239,8 @@ def main():
         recovered = recover(p["state_dir"], p["report_dir"], unreported)
         run = {"id": new_run_id(p["environment"], now), "schedule": p["schedule"], "environment": p["environment"],
                "started_at": iso(now), "check_mode": p["check_mode_run"], "owner": controller_identity(),
-               "hosts": sorted(p["inputs"]), "report_dir": p["report_dir"], "state_dir": p["state_dir"]}
+               "hosts": sorted(p["inputs"]), "report_dir": p["report_dir"], "state_dir": p["state_dir"],
+               "report_file_mode": p["report_file_mode"]}
         run["journal"] = register_run(p["state_dir"], run)
         state = load_state(p["state_dir"])
     except OSError as exc:

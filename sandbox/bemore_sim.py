@@ -567,6 +567,7 @@ class Sim(object):
         self.version = args.version
         self.deployed = None  # a commit set through POST /__sim/commit: the release now deployed
         self.authorizations = {}  # "METHOD /path": every Authorization header it saw ("" for none)
+        self.authorizations_lock = threading.Lock()
         self.accum = 0.0
         self.boot()
 
@@ -777,6 +778,10 @@ class Sim(object):
                 size = rng.randint(*sizes)
             lines.append("%s %s %d %d - %.3f ms reqId=%s" % (method, path, status, size, elapsed, request_id))
         self.log.write(lines)
+
+    def authorizations_snapshot(self):
+        with self.authorizations_lock:
+            return dict((k, sorted(v)) for k, v in self.authorizations.items())
 
     def background(self):
         """One thread: synthetic traffic, the cleanup schedule, expired rate-limit buckets."""
@@ -1112,7 +1117,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body() if method not in ("GET", "HEAD") or self.headers.get("Content-Length") else b""
         # For tests of the clients: which credentials reached which route (the
         # backend itself needs none on these routes, so it never refuses).
-        sim.authorizations.setdefault("%s %s" % (method, path), set()).add(self.headers.get("Authorization") or "")
+        with sim.authorizations_lock:
+            sim.authorizations.setdefault("%s %s" % (method, path), set()).add(self.headers.get("Authorization") or "")
         down = sim.down_code()
         if down:
             return self.proxy_page(down)
@@ -1424,7 +1430,8 @@ class Handler(BaseHTTPRequestHandler):
             sim.clear_faults()
             return self.control_answer(200, {"faults": {}})
         if route == "/__sim/authorizations" and method == "DELETE":
-            sim.authorizations.clear()
+            with sim.authorizations_lock:
+                sim.authorizations.clear()
             return self.control_answer(200, {"authorizations": {}})
         if route == "/__sim/state" and method == "GET":
             stats = sim.stats_snapshot()
@@ -1438,7 +1445,7 @@ class Handler(BaseHTTPRequestHandler):
                                "window_s": sim.args.rate_window,
                                "enabled": bool(sim.args.rate_limit) and not sim.faults.get("no_rate_limit")},
                 "background_rps": sim.args.background_rps, "session_end_wait": sim.args.session_end_wait,
-                "authorizations": dict((k, sorted(v)) for k, v in list(sim.authorizations.items()))})
+                "authorizations": sim.authorizations_snapshot()})
         if route == "/__sim/commit" and method == "POST":
             if not isinstance(body, dict):
                 return self.control_answer(400, {"success": False, "error": {

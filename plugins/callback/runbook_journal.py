@@ -140,7 +140,9 @@ class CallbackModule(CallbackBase):
                 self._run["report_dir"], self._run["schedule"], self._run["environment"]))
         except Exception:  # pylint: disable=broad-except
             html = None
-        paths = core.write_report(report, self._run["report_dir"], html)
+        # keep=0: the next report of the schedule prunes with its own setting.
+        paths = core.write_report(report, self._run["report_dir"], html, keep=0,
+                                  file_mode=int(self._run.get("report_file_mode") or "0600", 8))
         core.finish_run(self._run["state_dir"], self._run["id"], outcome, paths.get("json"))
         self._reported = True
         return paths
@@ -171,7 +173,9 @@ class CallbackModule(CallbackBase):
         if self._run is None:
             return
         if "report" in data and "gate_failed" in data:
-            self._reported = bool(data.get("paths"))
+            # The report step ran: it wrote the report, or said why not and
+            # closed the run itself. Either way the run is not "stopped".
+            self._reported = True
             return
         found = []
         steps = data.get("runbook_steps")
@@ -203,7 +207,15 @@ class CallbackModule(CallbackBase):
         if isinstance(result.result, dict) and result.result.get("_ansible_no_log"):
             msg = None
         text = "%s at task '%s'" % (kind, result.task_name or "unnamed")
-        self._failures.setdefault(result.host.get_name(), text + (": %s" % msg if msg else ""))
+        if msg:
+            try:
+                self._utils()
+            except Exception:  # pylint: disable=broad-except
+                pass
+            redact = getattr(sys.modules.get("ansible.module_utils.report_html"), "redact", None)
+            text += ": %s" % (redact(str(msg)) if redact else msg)
+        # The last failure is the one that stopped the host (earlier ones may have been rescued).
+        self._failures[result.host.get_name()] = text
 
     def v2_playbook_on_stats(self, stats):
         if self._run is None or self._reported or os.getpid() != self._pid:

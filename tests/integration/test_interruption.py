@@ -162,7 +162,7 @@ def test_a_live_runs_lock_stops_a_schedule_with_its_own_report_and_incident_brea
         json.dump({"run_id": "hung-run", "owner": "cron@other-controller", "playbook": "weekly.yml",
                    "started": time.time(), "started_iso": "just now"}, handle)
     blocked = play("daily.yml", ansible_env, "--tags", "health", "-e", "maintenance_lock_wait_s=2",
-                   "-e", "maintenance_lock_poll_s=1")
+                   "-e", "maintenance_lock_poll_s=1", "-e", "report_file_mode=0640")
     out = blocked.stdout + blocked.stderr
     assert blocked.returncode != 0
     # The message says how to clear the lock.
@@ -174,6 +174,9 @@ def test_a_live_runs_lock_stops_a_schedule_with_its_own_report_and_incident_brea
     assert not host["completed"] and "another runbook holds the maintenance lock" in host["reason"]
     records = [json.load(open(p)) for p in glob.glob(os.path.join(ansible_env["BEMORE_STATE_DIR"], "runs", "*.json"))]
     assert [r["ended"] for r in records if r["id"] == report["run_id"]] == ["stopped"]
+    # Written with the run's own report settings.
+    (path,) = glob.glob(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "daily", report["run_id"] + ".json"))
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o640)
     assert lock_holder(ansible_env) == "hung-run"  # left alone
 
     broke = play("incident.yml", ansible_env, "--tags", "identify", "-e", "maintenance_lock_break=true")
