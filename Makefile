@@ -100,6 +100,8 @@ test: venv deps
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory venv-core-2.20
+	@# Before the unit suite: its journald test runs in the testbed container.
+	$(MAKE) --no-print-directory testbed
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory molecule
 
