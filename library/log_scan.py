@@ -214,6 +214,14 @@ last_time:
   description: Latest time read, like RV(first_time).
   returned: always
   type: str
+error_rate:
+  description:
+    - The guide's error rate in percent, errors per request (module_utils C(bemore_steps.log_error_rate)) over
+      RV(window) where there is one, else over all lines read; the ERROR/CRITICAL lines, or the 5xx access lines
+      where the log holds none. Null without a request.
+  returned: always
+  type: float
+  sample: 0.0586
 window:
   description:
     - For the journal, the requests, ERROR/CRITICAL lines and status classes of the last I(window_s) seconds by
@@ -264,6 +272,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_logs import scan_files, scan_journal
+from ansible.module_utils.bemore_steps import log_error_rate
 
 
 def main():
@@ -281,8 +290,8 @@ def main():
             warn_pattern=dict(type="str"),
             top=dict(type="int", default=10),
         ),
+        # Not required_one_of: files defaults to [], so only the check below sees an empty pair.
         mutually_exclusive=[("files", "journal_unit")],
-        required_one_of=[("files", "journal_unit")],
         supports_check_mode=True,
     )
     p = module.params
@@ -312,6 +321,7 @@ def main():
     else:
         result = scan_files(p["files"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
                             known_signatures=p["known_signatures"], top=p["top"])
+    result["error_rate"] = log_error_rate(result.get("window") or result)[0]
     result["lines_read"] = result["lines"]
     result["counts"] = {"error": result["errors"], "warn": result["levels"]["WARN"]}
     module.exit_json(changed=False, **result)

@@ -107,9 +107,7 @@ class CallbackModule(CallbackBase):
             return
         core = self._utils()
         name = signal.Signals(signum).name
-        hosts = dict((h, {"completed": False, "steps": self._steps.get(h, []),
-                          "reason": "the run was interrupted (%s) before it finished this host" % name})
-                     for h in self._run.get("hosts") or sorted(self._steps))
+        hosts = self._unfinished_hosts("the run was interrupted (%s) before it finished this host" % name)
         reason = "%s received by ansible-playbook (pid %d)%s" % (
             name, self._pid, "; Ctrl-C" if signum == signal.SIGINT else "; cancelled")
         report = core.build_report(self._run, hosts, interrupted={"reason": reason, "signal": name.replace("SIG", "")})
@@ -122,15 +120,19 @@ class CallbackModule(CallbackBase):
     def _write_stopped(self):
         """The report of a run whose play ended before its report step."""
         core = self._utils()
-        hosts = dict((h, {"completed": False, "steps": self._steps.get(h, []),
-                          "reason": self._failures.get(h) or "the play ended before this host's report step"})
-                     for h in self._run.get("hosts") or sorted(set(self._steps) | set(self._failures)))
+        hosts = self._unfinished_hosts("the play ended before this host's report step")
         report = core.build_report(self._run, hosts)
         report["notes"] = ["The run stopped before its report step; each host says why. It committed no state, "
                            "so the next run reviews the same log lines again."]
         paths = self._write(core, report, "stopped")
         self._display.warning("runbook stopped before its report: report of the run written to %s"
                               % paths.get("markdown"))
+
+    def _unfinished_hosts(self, reason):
+        """Every host of the run, none finished: its journaled steps, and why (its failure, else ``reason``)."""
+        names = self._run.get("hosts") or sorted(set(self._steps) | set(self._failures))
+        return dict((h, {"completed": False, "steps": self._steps.get(h, []),
+                         "reason": self._failures.get(h) or reason}) for h in names)
 
     def _write(self, core, report, outcome):
         html = None

@@ -24,6 +24,8 @@ def snapshot(sandbox, env):
     (["-e", "error_monitoring_warning_rate=9"], "target_rate <= warning_rate <= critical_rate"),
     (["-e", "maintenance_lock_break=true"], "only incident.yml may break"),
     (["-e", "log_management_source=syslog"], "must be one of journal, file, none"),
+    # World-readable reports are refused with the other inputs, before the run is registered.
+    (["-e", "report_file_mode=0644"], "report: value of report_file_mode must be one of: 0600, 0640, got: 0644"),
 ])
 def test_bad_input_stops_the_run_before_anything_changes(sandbox, ansible_env, args, message):
     before = snapshot(sandbox, ansible_env)

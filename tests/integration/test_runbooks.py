@@ -130,6 +130,8 @@ def test_incident_classifies_mitigates_and_records_a_down_service(sandbox, ansib
     (action,) = incident["figures"]["actions"]
     assert action["action"] == "restart (deploy hook)" and action["done"] is True
     assert action["healthy_after"] is True
+    # Errors per request in the log since the restart: the simulator kept serving its background traffic.
+    assert isinstance(action["error_rate_after"], float) and 0 <= action["error_rate_after"] < 100
     assert incident["figures"]["resolved"] is True and incident["status"] == "warning"
     evidence = json.load(open(incident["figures"]["evidence"]))
     assert evidence["severity"] == "critical" and evidence["health"]["status"] == "critical"

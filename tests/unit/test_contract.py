@@ -362,3 +362,25 @@ def test_the_sweep_reads_the_recorded_backend_whole(replay):
     assert got["cleanup"]["data"]["checks_run"] >= 1
     assert got["rate"]["limit"] == 600 and got["rate"]["window_s"] == 600 and got["rate"]["requests"] == 0
     assert "recheck" not in got
+
+
+@pytest.mark.parametrize("name", sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "sandbox", "*.py"))))
+def test_the_simulator_shares_no_code_with_the_modules(name):
+    """The contract test means something only while the simulator parses and
+    answers on its own: no import of ansible, of the project's module_utils or
+    library, and no path into them."""
+    import ast  # pylint: disable=import-outside-toplevel
+
+    ours = set(os.path.splitext(n)[0] for n in os.listdir(os.path.join(REPO, "module_utils")) if n.endswith(".py"))
+    ours |= set(os.path.splitext(n)[0] for n in os.listdir(os.path.join(REPO, "library")) if n.endswith(".py"))
+    with open(os.path.join(REPO, "sandbox", name), encoding="utf-8") as handle:
+        source = handle.read()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= set(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    tops = set(m.split(".")[0] for m in imported) | set(m.split(".")[-1] for m in imported)
+    assert not tops & ({"ansible"} | ours), sorted(tops & ({"ansible"} | ours))
+    assert "module_utils" not in source and "library" not in source.replace("stdlib", "")

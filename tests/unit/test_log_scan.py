@@ -43,6 +43,23 @@ def test_reviews_new_lines_and_keeps_the_position(tmp_path, run_module):
     assert scan(run_module, log, second["position"])["lines"] == 0
 
 
+@pytest.mark.parametrize("lines, rate", [
+    # Errors per request: 2 ERROR/CRITICAL lines over 4 access lines.
+    ([("ERROR", None), ("CRITICAL", None), (None, 200), (None, 200), (None, 500), (None, 404)], 50.0),
+    # No error lines (stderr not captured): the 5xx access lines count.
+    ([(None, 200), (None, 503), (None, 200), (None, 200)], 25.0),
+    ([("ERROR", None)], None),  # no request: no rate
+])
+def test_the_error_rate_is_errors_per_request(tmp_path, run_module, lines, rate):
+    log = tmp_path / "app.log"
+    text = ""
+    for level, status in lines:
+        text += (eh_line(level, "2026-12-02T09:46:05.110Z", "express", "UNKNOWN", "boom") if level
+                 else access("GET", "/health", status, "15", "1.000")) + "\n"
+    write(log, text)
+    assert scan(run_module, log, {})["error_rate"] == rate
+
+
 def test_check_mode_reads_the_same_and_changes_nothing(tmp_path, run_module):
     log = tmp_path / "app.log"
     write(log, log_text(300))
