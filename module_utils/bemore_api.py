@@ -49,6 +49,13 @@ ENDPOINTS = {
     "session_end": "/api/session/{session_id}/end",
 }
 
+# Every request the runbook sends carries an X-Request-Id that starts with
+# this prefix. The backend echoes it into its morgan access line
+# (``reqId=...``), which is how the runbook leaves its own requests out of the
+# error rate it judges: the user agent is not logged and error lines carry no
+# request id.
+RUNBOOK_REQUEST_ID_PREFIX = "bemore-runbook-"
+
 # Errors of a request, by what went wrong; the checks treat a refused
 # connection differently from an answer they could not use.
 TRANSPORT = ("connect", "timeout")
