@@ -158,6 +158,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import socket
 import time
@@ -357,6 +358,9 @@ def main():
             module.fail_json(msg="lock_file must be an absolute path without '..', got %r" % lock_file)
     if not p["run_id"].strip():
         module.fail_json(msg="run_id must not be empty")
+    for name in ("wait_s", "poll_s", "stale_after_s"):
+        if not math.isfinite(p[name]):
+            module.fail_json(msg="%s must be a finite number, got %s" % (name, p[name]))
     if p["wait_s"] < 0 or p["poll_s"] <= 0 or p["stale_after_s"] <= 0:
         module.fail_json(msg="wait_s must be >= 0, poll_s and stale_after_s > 0")
     result = dict(changed=False, acquired=False, holder={}, took_over={}, took_over_reason=None, broken={},

@@ -261,6 +261,7 @@ backup:
 """
 
 import gzip
+import math
 import os
 import re
 import shlex
@@ -384,6 +385,9 @@ def input_problems(p):
     def number(name, low=None, high=None):
         value = p.get(name)
         if value is None:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append("%s must be a finite number, got %s" % (name, value))
             return
         if low is not None and value < low:
             problems.append("%s must be >= %s, got %s" % (name, low, value))

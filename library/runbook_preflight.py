@@ -121,6 +121,7 @@ recovered:
   elements: str
 """
 
+import math
 import os
 import time
 
@@ -144,7 +145,13 @@ def spec_problems(host, role, spec, values, problems):
     result = ArgumentSpecValidator(options).validate(defined(values))
     for message in result.error_messages:
         problems.lines.append("%s: %s: %s" % (host, role, message))
-    return result.validated_parameters
+    validated = result.validated_parameters
+    for name, opt in sorted(options.items()):
+        value = validated.get(name)
+        # The spec's float type takes 'nan' and 'inf' (and 1e400 as inf); no option means either.
+        if opt.get("type") == "float" and isinstance(value, float) and not math.isfinite(value):
+            problems.lines.append("%s: %s: %s must be a finite number, got %s" % (host, role, name, (values or {}).get(name)))
+    return validated
 
 
 def check_inputs(roles, specs, inputs, problems):

@@ -175,6 +175,7 @@ gate_message:
   type: str
 """
 
+import math
 import os
 import traceback
 
@@ -274,6 +275,8 @@ def main():
     for key in ("id", "schedule", "environment"):
         if not run.get(key):
             module.fail_json(msg="run lacks %r: pass the run that runbook_preflight registered" % key)
+    if not math.isfinite(p["webhook_timeout"]) or p["webhook_timeout"] <= 0:
+        module.fail_json(msg="webhook_timeout must be a finite number of seconds > 0, got %s" % p["webhook_timeout"])
     hosts = {}
     for host in p["hosts"]:
         entry = {"completed": host in p["completed"], "steps": host_steps(host, p["roles"], p["sweep"], p["results"])}

@@ -103,6 +103,7 @@ state_file:
 """
 
 import json
+import math
 import os
 import time
 
@@ -146,6 +147,8 @@ def main():
     p = module.params
     if not os.path.isabs(p["dir"]):
         module.fail_json(msg="dir must be an absolute path, got %r" % p["dir"])
+    if not math.isfinite(p["max_age_s"]) or p["max_age_s"] < 0:
+        module.fail_json(msg="max_age_s must be a finite number >= 0, got %s" % p["max_age_s"])
     try:
         path = state_file(p["dir"], p["host"], p["topic"])
     except ValueError as exc:

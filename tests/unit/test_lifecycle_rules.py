@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import yaml
 
-from tests.conftest import REPO
+from ansible.module_utils.runbook_plan import Problems, check_ranges
+from tests.conftest import REPO, load_module
 
 
 def _yaml(*parts):
@@ -41,3 +43,85 @@ def test_skipping_an_unreachable_database_is_an_inventory_choice():
             for name in files:
                 with open(os.path.join(root, name), encoding="utf-8") as handle:
                     assert "skip_unreachable" not in handle.read(), os.path.join(root, name)
+
+
+# --- 12. every number finite and in range ------------------------------------------------
+
+def _spec_options(role):
+    return _yaml("roles", role, "meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+@pytest.mark.parametrize("role, option", [
+    ("tmp_cleanup", "tmp_cleanup_max_age_days"),      # a range rule of runbook_plan
+    ("tmp_cleanup", "tmp_cleanup_max_size_mb"),
+    ("maintenance_lock", "maintenance_lock_poll_s"),
+    ("report", "report_webhook_timeout"),             # a float no range rule names
+    ("smoke_test", "smoke_test_error_margin"),
+])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", float("nan")])
+def test_a_number_that_is_not_finite_is_refused_by_the_preflight(role, option, value):
+    preflight = load_module("runbook_preflight")
+    problems = Problems()
+    preflight.check_inputs([role], {role: _spec_options(role)}, {"web1": {role: {option: value}}}, problems)
+    assert any(line.startswith("web1: ") and option in line and "must be a finite number" in line
+               for line in problems.lines), problems.lines
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("tmp_cleanup_max_age_days", "nan", "must be a finite number"),
+    ("tmp_cleanup_max_size_mb", "1e400", "must be a finite number"),
+    ("tmp_cleanup_max_size_mb", "1e300", "must be <= 10485760"),
+    ("tmp_cleanup_max_age_days", "36500", "must be <= 3650"),
+])
+def test_the_range_rules_refuse_numbers_out_of_range(option, value, message):
+    problems = Problems()
+    check_ranges("tmp_cleanup", {option: value, "tmp_cleanup_path": "/srv/app/tmp"}, "web1", problems, {})
+    assert any(option in line and message in line for line in problems.lines), problems.lines
+
+
+def test_the_range_rules_keep_finite_numbers_at_the_bounds():
+    problems = Problems()
+    check_ranges("tmp_cleanup", {"tmp_cleanup_max_age_days": 3650, "tmp_cleanup_max_size_mb": 10485760,
+                                 "tmp_cleanup_path": "/srv/app/tmp"}, "web1", problems, {})
+    assert problems.lines == []
+
+
+@pytest.mark.parametrize("option", ["max_age_days", "max_size_mb", "max_runtime_s", "lock_timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
+def test_the_cleanup_module_refuses_a_number_that_is_not_finite_and_deletes_nothing(run_module, tmp_path, option, value):
+    (tmp_path / "old.wav").write_bytes(b"x")
+    os.utime(tmp_path / "old.wav", (0, 0))
+    result = run_module("tmp_cleanup", {"path": str(tmp_path), option: value})
+    assert result["failed"] and "%s must be a finite number" % option in result["msg"]
+    assert (tmp_path / "old.wav").exists()
+
+
+@pytest.mark.parametrize("option", ["wait_s", "poll_s", "stale_after_s"])
+def test_the_lock_module_refuses_a_number_that_is_not_finite(run_module, tmp_path, option):
+    result = run_module("maintenance_lock", {"lock_dir": str(tmp_path / "locks"), "name": "web1", "run_id": "r1",
+                                             option: "nan"})
+    assert result["failed"] and "%s must be a finite number" % option in result["msg"]
+    assert not (tmp_path / "locks").exists()
+
+
+@pytest.mark.parametrize("option", ["min_free_mb", "min_fragmentation", "disk_margin_mb"])
+def test_the_database_module_refuses_a_number_that_is_not_finite(run_module, tmp_path, option):
+    result = run_module("mysql_maintenance", {"action": "maintain", "schema": "bemore", "login_port": 1,
+                                              "backup_dir": str(tmp_path / "b"), option: "inf"})
+    assert result["failed"] and "%s must be a finite number" % option in result["msg"]
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_state_module_refuses_a_max_age_that_is_not_finite(run_module, tmp_path):
+    result = run_module("runbook_state", {"dir": str(tmp_path / "s"), "host": "web1", "topic": "t",
+                                          "action": "append", "data": {"v": 1}, "max_age_s": "nan"})
+    assert result["failed"] and "max_age_s must be a finite number" in result["msg"]
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_report_module_refuses_a_webhook_timeout_that_is_not_finite(run_module, tmp_path):
+    run = {"id": "20261207T000000.000000Z-test-000000000001", "schedule": "daily", "environment": "test"}
+    result = run_module("runbook_report", {"run": run, "roles": [], "hosts": [], "completed": [],
+                                           "report_dir": str(tmp_path / "r"), "webhook_timeout": "inf"})
+    assert result["failed"] and "webhook_timeout must be a finite number" in result["msg"]
+    assert not (tmp_path / "r").exists()
