@@ -404,6 +404,7 @@ def main():
         module.fail_json(msg="cannot create the lock folder %s: %s" % (lock_dir, exc.strerror))
 
     start = time.monotonic()
+    deadline = start + p["wait_s"]
     while True:
         now = time.time()
         record = make_record(p["run_id"], p["owner"], p["playbook"], now, p["process"])
@@ -412,7 +413,8 @@ def main():
                                                             p["dead_runs"], p["break_lock"])
         except LockHeld as held:
             waited = time.monotonic() - start
-            if waited + p["poll_s"] > p["wait_s"]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 module.fail_json(
                     msg="another runbook holds the maintenance lock %s: %s. Waited %.0fs of %.0fs. Run again when "
                         "it has finished. If that run is gone (its process was killed on another control node), "
@@ -421,7 +423,8 @@ def main():
                         % (lock_file, describe(held.holder), waited, p["wait_s"], lock_file, p["stale_after_s"]),
                     acquired=False, holder=held.holder, took_over={}, took_over_reason=None, broken={},
                     waited_s=round(waited, 1), lock_file=lock_file)
-            time.sleep(p["poll_s"])
+            # The last sleep is cut to the deadline, so the run tries once more at wait_s, not one poll early.
+            time.sleep(min(p["poll_s"], remaining))
             continue
         except OSError as exc:
             if exc.errno == errno.ELOOP:

@@ -170,14 +170,24 @@ def write_atomic(path, text, mode=0o600):
 
 
 def write_exclusive(path, text, mode=REPORT_FILE_MODE):
-    """Create ``path`` with ``text``; FileExistsError if it exists (two runs never share a report)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    """Create ``path`` with ``text``; FileExistsError if it exists (two runs never share a report).
+
+    The text goes to a hidden temporary name in the same folder first and is
+    linked to ``path`` only when complete: a full disk never leaves a cut
+    file that looks like a report. ``link`` fails on an existing name, so
+    the create stays exclusive.
+    """
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, ".%s.tmp-%d-%06x" % (name, os.getpid(), random.getrandbits(24)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-    except BaseException:
-        os.unlink(path)
-        raise
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 def read_json(path, default=None):
@@ -490,12 +500,21 @@ def write_report(report, report_dir, html=None, keep=200, prometheus_file=None, 
     directory, paths = report_paths(report_dir, report["schedule"], report["run_id"])
     ensure_dir(report_dir, 0o700 if file_mode == 0o600 else 0o750)
     ensure_dir(directory, 0o700 if file_mode == 0o600 else 0o750)
-    write_exclusive(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", file_mode)
-    write_exclusive(paths["markdown"], render_markdown(report), file_mode)
-    if html is not None:
-        write_exclusive(paths["html"], html, file_mode)
-    else:
+    if html is None:
         paths.pop("html")
+    texts = {"json": lambda: json.dumps(report, indent=2, sort_keys=True, default=str) + "\n",
+             "markdown": lambda: render_markdown(report), "html": lambda: html}
+    written = []
+    try:
+        for kind in ("json", "markdown", "html"):
+            if kind in paths:
+                write_exclusive(paths[kind], texts[kind](), file_mode)
+                written.append(paths[kind])
+    except BaseException:
+        # A run whose report is "NOT WRITTEN" leaves no part of it that looks complete.
+        for path in written:
+            os.unlink(path)
+        raise
     for kind, link in (("json", "latest.json"), ("markdown", "latest.md"), ("html", "latest.html")):
         if kind not in paths:
             continue

@@ -5,11 +5,15 @@ files on a failed write."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import subprocess
 
 import pytest
 import yaml
 
+from ansible.module_utils import runbook_core as core
 from ansible.module_utils.runbook_plan import Problems, check_ranges
 from tests.conftest import REPO, load_module
 
@@ -125,3 +129,61 @@ def test_the_report_module_refuses_a_webhook_timeout_that_is_not_finite(run_modu
                                            "report_dir": str(tmp_path / "r"), "webhook_timeout": "inf"})
     assert result["failed"] and "webhook_timeout must be a finite number" in result["msg"]
     assert not (tmp_path / "r").exists()
+
+
+# --- 15. the lock's wait, the report's files -------------------------------------------------
+
+@pytest.mark.parametrize("wait_s, poll_s", [(1.0, 1.0), (1.5, 1.0)])
+def test_a_lock_wait_lasts_its_whole_time_whatever_the_poll_interval(run_module, tmp_path, wait_s, poll_s):
+    path = tmp_path / "locks" / "web1.lock"
+    args = {"lock_file": str(path), "owner": "pytest", "playbook": "test.yml"}
+    assert run_module("maintenance_lock", dict(args, run_id="run-a"))["acquired"]
+    blocked = run_module("maintenance_lock", dict(args, run_id="run-b", wait_s=wait_s, poll_s=poll_s))
+    assert blocked["failed"] and not blocked["acquired"]
+    assert blocked["waited_s"] >= wait_s, blocked["msg"]
+    assert "Waited %.0fs of %.0fs" % (blocked["waited_s"], wait_s) in blocked["msg"]
+
+
+def test_no_lock_wait_tries_once(run_module, tmp_path):
+    path = tmp_path / "locks" / "web1.lock"
+    args = {"lock_file": str(path), "owner": "pytest", "playbook": "test.yml"}
+    run_module("maintenance_lock", dict(args, run_id="run-a"))
+    blocked = run_module("maintenance_lock", dict(args, run_id="run-b", wait_s=0, poll_s=5))
+    assert blocked["failed"] and blocked["waited_s"] < 1
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 64 KB tmpfs (needs root); the test is skipped where it cannot be mounted."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here: %s" % proc.stderr.strip())
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def _report():
+    run = {"id": "20261207T000000.000000Z-test-000000000001", "schedule": "daily", "environment": "test"}
+    return core.build_report(run, {"web1": {"completed": True, "steps": [
+        {"step": "health", "status": "ok", "severity": "none", "summary": "up"}]}}, now=1796601600)
+
+
+def test_a_report_write_that_fills_the_disk_leaves_no_report_file(small_filesystem):
+    with pytest.raises(OSError) as exc:
+        # The JSON and Markdown fit; the HTML page does not.
+        core.write_report(_report(), str(small_filesystem / "reports"), html="x" * 200000, keep=0)
+    assert exc.value.errno == errno.ENOSPC
+    folder = small_filesystem / "reports" / "daily"
+    assert sorted(os.listdir(folder)) == []
+
+
+def test_a_report_that_fits_is_written_whole(small_filesystem):
+    paths = core.write_report(_report(), str(small_filesystem / "reports"), html="<p>ok</p>", keep=0)
+    assert json.load(open(paths["json"]))["run_id"] == _report()["run_id"]
+    assert sorted(os.listdir(small_filesystem / "reports" / "daily")) == sorted(
+        [os.path.basename(p) for p in paths.values()] + ["latest.json", "latest.md", "latest.html"])
