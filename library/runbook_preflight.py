@@ -22,7 +22,10 @@ description:
     finds earlier runs whose process is gone (killed), writes the report of
     each from its journal, marked interrupted, and returns their ids so the
     locks they left are taken over at once.
-  - It reads the state the previous runs committed, once for all hosts.
+  - It reads the state the previous runs committed, once for all hosts. A
+    damaged state file is never read as an empty one without a word: it is
+    kept as C(state.json.corrupt-<time>) (left in place in check mode), and
+    the run's C(warnings) name it, so every report of the run says so.
 version_added: "2.0.0"
 options:
   schedule:
@@ -248,8 +251,13 @@ def main():
                "started_at": iso(now), "check_mode": p["check_mode_run"], "owner": controller_identity(),
                "hosts": sorted(p["inputs"]), "report_dir": p["report_dir"], "state_dir": p["state_dir"],
                "report_file_mode": p["report_file_mode"]}
+        warnings = []
+        state = load_state(p["state_dir"], warnings, set_damaged_aside=not p["check_mode_run"], now=now)
+        if warnings:
+            run["warnings"] = warnings
         run["journal"] = register_run(p["state_dir"], run)
-        state = load_state(p["state_dir"])
+        for warning in warnings:
+            module.warn(warning)
     except OSError as exc:
         module.fail_json(msg="cannot register the run under %s: %s" % (p["state_dir"], exc))
     module.exit_json(changed=False, run=run, dead_runs=dead, recovered=recovered,

@@ -318,8 +318,11 @@ def main():
     committed = False
     if not write_error and p["commit_state"] and not run.get("check_mode"):
         updates = dict((host, data.get("state") or {}) for host, data in (p["sweep"].get("hosts") or {}).items())
+        damaged = []
         try:
-            committed = commit_state(run.get("state_dir") or os.path.dirname(run.get("journal", "")), updates)
+            committed = commit_state(run.get("state_dir") or os.path.dirname(run.get("journal", "")), updates, damaged)
+            for warning in damaged:
+                module.warn(warning)
         except OSError as exc:
             write_error = "the report was written but the state could not be committed: %s" % exc
     if run.get("state_dir"):

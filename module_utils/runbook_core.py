@@ -200,6 +200,50 @@ def read_json(path, default=None):
         return default
 
 
+class Damaged(ValueError):
+    """A state file that exists but cannot be used: what is wrong with it."""
+
+
+def read_json_checked(path, default=None, shape=None):
+    """The JSON in ``path``; ``default`` when it does not exist; Damaged when it cannot be read as JSON
+    (or is not of the type ``shape``). Unlike read_json, a damaged file is never mistaken for an empty one."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return default
+    except OSError as exc:
+        raise Damaged("cannot be read: %s" % (exc.strerror or exc))
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Damaged("is not valid JSON (%d bytes): %s" % (len(raw), exc))
+    if shape is not None and not isinstance(data, shape):
+        raise Damaged("holds a JSON %s, not the expected %s" % (type(data).__name__, shape.__name__))
+    return data
+
+
+def set_aside(path, now=None):
+    """Rename the damaged ``path`` to ``<path>.corrupt-<UTC time>`` (never over another); return the new name."""
+    stamp = datetime.datetime.fromtimestamp(now if now is not None else time.time(),
+                                            datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = "%s.corrupt-%s" % (path, stamp)
+    n = 1
+    while os.path.lexists(target):
+        n += 1
+        target = "%s.corrupt-%s-%d" % (path, stamp, n)
+    os.rename(path, target)
+    return target
+
+
+def damaged_warning(path, reason, kept, what):
+    if kept:
+        return ("the state file %s %s; it was kept as %s and this run started from empty state (%s)"
+                % (path, reason, kept, what))
+    return "the state file %s %s; it was left in place (check mode) and this run read no state from it (%s)" % (
+        path, reason, what)
+
+
 class Flock(object):
     """An exclusive flock on ``path`` (created 0600), held for a few milliseconds."""
 
@@ -220,25 +264,62 @@ class Flock(object):
 
 # --- state -------------------------------------------------------------------------
 
-def load_state(state_dir):
-    """{host: {topic: value}} of the last committed runs."""
-    data = read_json(os.path.join(state_dir, STATE_FILE), {}) or {}
-    hosts = data.get("hosts") if isinstance(data, dict) else None
-    return hosts if isinstance(hosts, dict) else {}
+STATE_LOST = ("every log review is a first review, and the disk samples, error signatures and uptime of "
+              "earlier runs start again")
 
 
-def commit_state(state_dir, updates):
+def _state_hosts(path):
+    data = read_json_checked(path, {}, dict)
+    hosts = data.get("hosts", {})
+    if not isinstance(hosts, dict):
+        raise Damaged("has no host table ('hosts' is a JSON %s)" % type(hosts).__name__)
+    return hosts
+
+
+def load_state(state_dir, warnings=None, set_damaged_aside=True, now=None):
+    """{host: {topic: value}} of the last committed runs.
+
+    A damaged state file is not read as an empty one without a word: it is
+    renamed to ``state.json.corrupt-<time>`` (kept for whoever looks into
+    it, and so the next commit does not overwrite it), and a warning naming
+    both files is appended to ``warnings``. In a check-mode run
+    (``set_damaged_aside=False``) it is left in place and only named.
+    """
+    path = os.path.join(state_dir, STATE_FILE)
+    try:
+        return _state_hosts(path)
+    except Damaged as exc:
+        kept = None
+        if set_damaged_aside:
+            with Flock(os.path.join(state_dir, ".state.lock")):
+                try:
+                    return _state_hosts(path)  # another run's commit mended it meanwhile
+                except Damaged:
+                    kept = set_aside(path, now)
+        if warnings is not None:
+            warnings.append(damaged_warning(path, exc, kept, STATE_LOST))
+        return {}
+
+
+def commit_state(state_dir, updates, warnings=None):
     """Merge ``updates`` ({host: {topic: value}}) into the state file, atomically, for all hosts at once.
 
     Runs over other hosts (another --limit) may commit between our read and
     write, so the file is re-read under a lock and only our topics change.
+    A file damaged since the run read it is set aside (and named in
+    ``warnings``), never overwritten.
     """
     if not updates:
         return False
     path = os.path.join(state_dir, STATE_FILE)
     with Flock(os.path.join(state_dir, ".state.lock")):
-        data = read_json(path, {}) or {}
-        hosts = data.get("hosts") if isinstance(data.get("hosts"), dict) else {}
+        try:
+            hosts = _state_hosts(path)
+        except Damaged as exc:
+            kept = set_aside(path)
+            hosts = {}
+            if warnings is not None:
+                warnings.append(damaged_warning(path, exc, kept, "the other hosts' state in it starts again"))
         for host, topics in updates.items():
             entry = hosts.setdefault(host, {})
             for topic, value in (topics or {}).items():
@@ -385,6 +466,9 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
               "check_mode": bool(run.get("check_mode")), "interrupted": bool(interrupted),
               "interruption": interrupted or None, "hosts": {}}
     report.update(extra or {})
+    if run.get("warnings"):
+        # What the run could not use (a damaged state file): said in every report of the run.
+        report["warnings"] = [str(w) for w in run["warnings"]]
     statuses, severities = [], []
     for name in sorted(hosts):
         entry = hosts[name]
@@ -428,6 +512,8 @@ def render_markdown(report):
     if report.get("interrupted"):
         lines.append("- Interrupted: %s; the steps below are those finished before it, and this run committed "
                      "no state" % (report.get("interruption") or {}).get("reason", "yes"))
+    for warning in report.get("warnings") or []:
+        lines.append("- Warning: %s" % warning)
     for note in report.get("notes") or []:
         lines.append("- %s" % note)
     lines.append("")
@@ -478,7 +564,7 @@ def render_prometheus(report, timestamp):
 
 
 def summary_lines(report):
-    out = []
+    out = ["WARNING: %s" % w for w in report.get("warnings") or []]
     for host, data in sorted(report["hosts"].items()):
         for stp in data["steps"]:
             out.append("%s %-18s %-14s %s" % (host, stp["step"], stp["status"].upper(), stp["summary"]))

@@ -5,10 +5,12 @@ death, an unreachable host pages."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.integration.test_bad_input import snapshot
-from tests.integration.test_sandbox_playbooks import play
+from tests.integration.test_sandbox_playbooks import latest, play
 
 
 @pytest.mark.parametrize("option, value", [("tmp_cleanup_max_age_days", "nan"), ("tmp_cleanup_max_size_mb", "1e400")])
@@ -19,3 +21,22 @@ def test_a_number_that_is_not_finite_stops_the_weekly_run_before_the_env_file_ch
     assert "%s must be a finite number" % option in proc.stdout, proc.stdout[-3000:]
     assert "nothing was changed" in proc.stdout
     assert snapshot(sandbox, ansible_env) == before
+
+
+def test_a_damaged_state_file_is_kept_and_the_daily_report_says_so(sandbox, ansible_env):
+    state_dir = ansible_env["BEMORE_STATE_DIR"]
+    os.makedirs(state_dir, exist_ok=True)
+    damaged = b'{"version": 1, "hosts": {"sandbox": {"disk_usage": {"samples": [{"ts": 1'
+    with open(os.path.join(state_dir, "state.json"), "wb") as handle:
+        handle.write(damaged)
+    proc = play("daily.yml", ansible_env, "--tags", "health,disk")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    kept = [n for n in os.listdir(state_dir) if n.startswith("state.json.corrupt-")]
+    assert len(kept) == 1
+    with open(os.path.join(state_dir, kept[0]), "rb") as handle:
+        assert handle.read() == damaged
+    report = latest(ansible_env, "daily")
+    assert len(report["warnings"]) == 1 and os.path.join(state_dir, "state.json") in report["warnings"][0]
+    assert kept[0] in report["warnings"][0] and "WARNING: the state file" in proc.stdout
+    # The run committed a new state file beside the kept one.
+    assert os.path.exists(os.path.join(state_dir, "state.json"))

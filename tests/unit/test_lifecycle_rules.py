@@ -187,3 +187,68 @@ def test_a_report_that_fits_is_written_whole(small_filesystem):
     assert json.load(open(paths["json"]))["run_id"] == _report()["run_id"]
     assert sorted(os.listdir(small_filesystem / "reports" / "daily")) == sorted(
         [os.path.basename(p) for p in paths.values()] + ["latest.json", "latest.md", "latest.html"])
+
+
+# --- 8. a damaged state file is kept and reported ----------------------------------------------
+
+DAMAGED = b'{"version": 1, "hosts": {"web1": {"disk_usage": {"samples": [1, 2'
+
+
+@pytest.mark.parametrize("content", [DAMAGED, b"[1, 2, 3]\n", b'{"hosts": "web1"}\n', b"\xff\xfe"])
+def test_a_damaged_state_file_is_set_aside_and_named(tmp_path, content):
+    (tmp_path / "state.json").write_bytes(content)
+    warnings = []
+    assert core.load_state(str(tmp_path), warnings, now=1796601600) == {}
+    kept = tmp_path / "state.json.corrupt-20261207T000000Z"
+    assert kept.read_bytes() == content and not (tmp_path / "state.json").exists()
+    assert len(warnings) == 1 and str(tmp_path / "state.json") in warnings[0] and str(kept) in warnings[0]
+    assert "first review" in warnings[0]
+    # The next commit writes a new file beside the kept one, never over it.
+    assert core.commit_state(str(tmp_path), {"web1": {"disk_usage": {"samples": [3]}}})
+    assert core.load_state(str(tmp_path)) == {"web1": {"disk_usage": {"samples": [3]}}}
+    assert kept.read_bytes() == content
+
+
+def test_a_check_mode_run_names_a_damaged_state_file_and_leaves_it(tmp_path):
+    (tmp_path / "state.json").write_bytes(DAMAGED)
+    warnings = []
+    assert core.load_state(str(tmp_path), warnings, set_damaged_aside=False) == {}
+    assert (tmp_path / "state.json").read_bytes() == DAMAGED and "left in place" in warnings[0]
+
+
+def test_a_state_file_damaged_during_the_run_is_not_overwritten_by_its_commit(tmp_path):
+    (tmp_path / "state.json").write_bytes(DAMAGED)
+    warnings = []
+    core.commit_state(str(tmp_path), {"web1": {"uptime": 5}}, warnings)
+    kept = [n for n in os.listdir(tmp_path) if n.startswith("state.json.corrupt-")]
+    assert len(kept) == 1 and (tmp_path / kept[0]).read_bytes() == DAMAGED
+    assert core.load_state(str(tmp_path)) == {"web1": {"uptime": 5}} and kept[0] in warnings[0]
+
+
+def test_a_sound_state_file_is_read_and_left_alone(tmp_path):
+    core.commit_state(str(tmp_path), {"web1": {"uptime": 5}})
+    warnings = []
+    assert core.load_state(str(tmp_path), warnings) == {"web1": {"uptime": 5}} and warnings == []
+    assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".")) == ["state.json"]
+
+
+def test_the_report_of_a_run_says_its_state_was_damaged():
+    run = {"id": "r1", "schedule": "daily", "environment": "test", "warnings": ["the state file /s/state.json is bad"]}
+    report = core.build_report(run, {"web1": {"completed": True, "steps": []}}, now=1796601600)
+    assert report["warnings"] == ["the state file /s/state.json is bad"]
+    assert "- Warning: the state file /s/state.json is bad" in core.render_markdown(report)
+    assert core.summary_lines(report)[0] == "WARNING: the state file /s/state.json is bad"
+
+
+def test_the_state_module_keeps_a_damaged_document_and_says_so(run_module, tmp_path):
+    doc = tmp_path / "web1" / "smoke.json"
+    doc.parent.mkdir()
+    doc.write_bytes(b'{"baseline": 0.')
+    got = run_module("runbook_state", {"dir": str(tmp_path), "host": "web1", "topic": "smoke", "default": {}})
+    assert got["data"] == {} and "is not valid JSON" in got["damaged"] and got["set_aside"] is None
+    assert got["damaged"].startswith(str(doc)) and doc.read_bytes() == b'{"baseline": 0.'
+    put = run_module("runbook_state", {"dir": str(tmp_path), "host": "web1", "topic": "smoke", "action": "set",
+                                       "data": {"baseline": 0.5}})
+    assert put["changed"] and put["set_aside"].startswith(str(doc) + ".corrupt-")
+    assert open(put["set_aside"], "rb").read() == b'{"baseline": 0.'
+    assert json.load(open(doc)) == {"baseline": 0.5}
