@@ -23,7 +23,7 @@ description:
     each from its journal, marked interrupted, and returns their ids so the
     locks they left are taken over at once.
   - It reads the state the previous runs committed, once for all hosts. A
-    damaged state file is never read as an empty one without a word: it is
+    damaged state file is never read as an empty one without a word - it is
     kept as C(state.json.corrupt-<time>) (left in place in check mode), and
     the run's C(warnings) name it, so every report of the run says so.
 version_added: "2.0.0"
