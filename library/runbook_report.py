@@ -106,6 +106,21 @@ options:
     type: list
     elements: str
     default: []
+  run_tags:
+    description:
+      - The tags the run was started with (C(ansible_run_tags)). A run whose hosts all finished without a single
+        step selected none (a typo such as C(--tags helth)); it fails and names the playbook's step tags.
+    type: list
+    elements: str
+    default: []
+  skip_tags:
+    description: The tags the run skipped (C(ansible_skip_tags)), named when the run selected no step.
+    type: list
+    elements: str
+    default: []
+  playbook:
+    description: The playbook file, whose task tags are named when the run selected no step.
+    type: path
 extends_documentation_fragment:
   - bemore_attributes.controller
 notes:
@@ -182,8 +197,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_steps import STATUS_RANK, STEP_OF_ROLE, worst_status
 from ansible.module_utils.runbook_core import (
-    build_report, commit_state, finish_run, page_url, post_webhook, report_paths, should_notify, summary_lines,
-    webhook_payload, write_report,
+    build_report, commit_state, finish_run, mark_failed, no_step_problem, page_url, playbook_step_tags, post_webhook,
+    report_paths, should_notify, summary_lines, webhook_payload, write_report,
 )
 
 try:
@@ -267,6 +282,9 @@ def main():
             commit_state=dict(type="bool", default=True),
             fail_on=dict(type="str", choices=["warning", "critical", "failed", "never"], default="critical"),
             gate_steps=dict(type="list", elements="str", default=[]),
+            run_tags=dict(type="list", elements="str", default=[]),
+            skip_tags=dict(type="list", elements="str", default=[]),
+            playbook=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -287,6 +305,10 @@ def main():
             entry["reason"] = "the host failed or was unreachable part-way; see the task output"
         hosts[host] = entry
     report = build_report(run, hosts)
+    selection = no_step_problem(report, p["run_tags"], p["skip_tags"],
+                                playbook_step_tags(p["playbook"]) if p["playbook"] else None)
+    if selection:
+        mark_failed(report, selection)
     lines = summary_lines(report)
     html, html_error = None, None
     if HAS_HTML:
@@ -331,6 +353,8 @@ def main():
         except OSError:
             pass
     failed, message = gate(report, p["fail_on"], p["gate_steps"])
+    if selection:
+        failed, message = True, selection
     if write_error:
         failed, message = True, write_error
     module.exit_json(changed=bool(paths), report=report, paths=paths, write_error=write_error, html_error=html_error,

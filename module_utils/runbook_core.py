@@ -497,6 +497,71 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
     return report
 
 
+# --- what the run selected ----------------------------------------------------------------
+
+RESERVED_TAGS = ("always", "never", "all", "tagged", "untagged")
+
+
+def playbook_step_tags(path):
+    """The tags of a playbook's tasks (its steps' tags), sorted; None when the file cannot be read."""
+    try:
+        import yaml  # pylint: disable=import-outside-toplevel
+        with open(path, encoding="utf-8") as handle:
+            plays = yaml.safe_load(handle)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    found = set()
+
+    def walk(tasks):
+        for task in tasks if isinstance(tasks, list) else []:
+            if not isinstance(task, dict):
+                continue
+            tags = task.get("tags") or []
+            found.update(str(t) for t in (tags if isinstance(tags, list) else [tags]))
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key))
+
+    for play in plays if isinstance(plays, list) else []:
+        if isinstance(play, dict):
+            for key in ("pre_tasks", "tasks", "post_tasks"):
+                walk(play.get(key))
+    return sorted(t for t in found if t not in RESERVED_TAGS)
+
+
+def no_step_problem(report, run_tags=None, skip_tags=None, known_tags=None):
+    """Why the run is a failure because it selected no step (a typo in --tags), or None.
+
+    A run whose hosts all finished without a single step did nothing it was
+    asked for: "OK" would be a false all-clear. A host that failed or was
+    unreachable is a failure of its own, so this rule is about completed runs.
+    """
+    if not report["hosts"] or any(h["steps"] or not h["completed"] for h in report["hosts"].values()):
+        return None
+    if report.get("interrupted"):
+        return None
+    asked = [t for t in run_tags or [] if t != "all"]
+    text = "the run selected no step"
+    if asked:
+        text += ": --tags %s" % ",".join(asked)
+        unknown = [t for t in asked if known_tags is not None and t not in known_tags and t not in RESERVED_TAGS]
+        if unknown:
+            text += " (%s %s not a tag of this playbook)" % (", ".join(unknown), "is" if len(unknown) == 1 else "are")
+    if skip_tags:
+        text += "%s --skip-tags %s" % (" with" if asked else ":", ",".join(skip_tags))
+    if known_tags:
+        text += "; the %s playbook's step tags are: %s" % (report["schedule"], ", ".join(known_tags))
+    elif known_tags is None:
+        text += "; this playbook's step tags could not be read"
+    return text
+
+
+def mark_failed(report, problem):
+    """The run itself failed (not one of its hosts' steps): its verdict is failed, and it says why."""
+    report["problems"] = list(report.get("problems") or []) + [problem]
+    report["worst_status"] = "failed"
+    return report
+
+
 def _cell(value):
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -512,6 +577,8 @@ def render_markdown(report):
     if report.get("interrupted"):
         lines.append("- Interrupted: %s; the steps below are those finished before it, and this run committed "
                      "no state" % (report.get("interruption") or {}).get("reason", "yes"))
+    for problem in report.get("problems") or []:
+        lines.append("- Problem: %s" % problem)
     for warning in report.get("warnings") or []:
         lines.append("- Warning: %s" % warning)
     for note in report.get("notes") or []:
@@ -564,7 +631,7 @@ def render_prometheus(report, timestamp):
 
 
 def summary_lines(report):
-    out = ["WARNING: %s" % w for w in report.get("warnings") or []]
+    out = ["FAILED: %s" % p for p in report.get("problems") or []] + ["WARNING: %s" % w for w in report.get("warnings") or []]
     for host, data in sorted(report["hosts"].items()):
         for stp in data["steps"]:
             out.append("%s %-18s %-14s %s" % (host, stp["step"], stp["status"].upper(), stp["summary"]))

@@ -40,3 +40,13 @@ def test_a_damaged_state_file_is_kept_and_the_daily_report_says_so(sandbox, ansi
     assert kept[0] in report["warnings"][0] and "WARNING: the state file" in proc.stdout
     # The run committed a new state file beside the kept one.
     assert os.path.exists(os.path.join(state_dir, "state.json"))
+
+
+def test_a_run_whose_tags_select_no_step_fails_and_names_the_tags(sandbox, ansible_env):
+    proc = play("daily.yml", ansible_env, "--tags", "helth")
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "the run selected no step: --tags helth (helth is not a tag of this playbook)" in proc.stdout
+    assert "step tags are: disk, errors, health, logs, tmp_cleanup" in proc.stdout
+    assert "BeMore daily run: OK" not in proc.stdout
+    report = latest(ansible_env, "daily")
+    assert report["worst_status"] == "failed" and report["problems"]

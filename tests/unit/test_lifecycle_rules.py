@@ -252,3 +252,52 @@ def test_the_state_module_keeps_a_damaged_document_and_says_so(run_module, tmp_p
     assert put["changed"] and put["set_aside"].startswith(str(doc) + ".corrupt-")
     assert open(put["set_aside"], "rb").read() == b'{"baseline": 0.'
     assert json.load(open(doc)) == {"baseline": 0.5}
+
+
+# --- 7. a run that selected no step fails ------------------------------------------------------
+
+def _hosts_report(**hosts):
+    run = {"id": "r1", "schedule": "daily", "environment": "test"}
+    return core.build_report(run, hosts, now=1796601600)
+
+
+def test_the_daily_playbooks_step_tags_are_read_from_it():
+    assert core.playbook_step_tags(os.path.join(REPO, "playbooks", "daily.yml")) == [
+        "disk", "errors", "health", "logs", "tmp_cleanup"]
+    assert core.playbook_step_tags(os.path.join(REPO, "playbooks", "no_such.yml")) is None
+
+
+def test_a_run_that_selected_no_step_is_a_failure_naming_the_known_tags():
+    report = _hosts_report(web1={"completed": True, "steps": []}, web2={"completed": True, "steps": []})
+    problem = core.no_step_problem(report, ["helth"], [], ["disk", "errors", "health"])
+    assert problem == ("the run selected no step: --tags helth (helth is not a tag of this playbook); the daily "
+                       "playbook's step tags are: disk, errors, health")
+    core.mark_failed(report, problem)
+    assert report["worst_status"] == "failed" and report["worst_severity"] == "none"
+    assert core.summary_lines(report)[0] == "FAILED: " + problem
+    assert "- Problem: " + problem in core.render_markdown(report)
+
+
+def test_skipping_every_step_is_named_too():
+    report = _hosts_report(web1={"completed": True, "steps": []})
+    assert core.no_step_problem(report, ["all"], ["health", "errors"], None) == (
+        "the run selected no step: --skip-tags health,errors; this playbook's step tags could not be read")
+
+
+def test_one_step_on_one_host_or_a_failed_host_is_not_the_no_step_rule():
+    stp = {"step": "health", "status": "ok", "severity": "none", "summary": "up"}
+    assert core.no_step_problem(_hosts_report(web1={"completed": True, "steps": []},
+                                              web2={"completed": True, "steps": [stp]}), ["health"]) is None
+    assert core.no_step_problem(_hosts_report(web1={"completed": False, "steps": []}), ["helth"]) is None
+
+
+def test_the_report_module_fails_a_run_that_selected_no_step(run_module, tmp_path):
+    run = {"id": "20261207T000000.000000Z-test-000000000002", "schedule": "daily", "environment": "test"}
+    result = run_module("runbook_report", {"run": run, "roles": ["runbook", "health_check"], "hosts": ["web1"],
+                                           "completed": ["web1"], "report_dir": str(tmp_path / "r"),
+                                           "run_tags": ["helth"], "skip_tags": [],
+                                           "playbook": os.path.join(REPO, "playbooks", "daily.yml")})
+    assert result["gate_failed"] and result["worst_status"] == "failed"
+    assert "helth is not a tag of this playbook" in result["gate_message"]
+    assert "disk, errors, health, logs, tmp_cleanup" in result["gate_message"]
+    assert json.load(open(result["paths"]["json"]))["worst_status"] == "failed"
