@@ -197,8 +197,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_steps import STATUS_RANK, STEP_OF_ROLE, worst_status
 from ansible.module_utils.runbook_core import (
-    build_report, commit_state, finish_run, mark_failed, no_step_problem, page_url, playbook_step_tags, post_webhook,
-    report_paths, should_notify, summary_lines, webhook_payload, write_report,
+    build_report, commit_state, failure_text, finish_run, journal_failures, journal_read, journal_steps, mark_failed,
+    no_step_problem, notify, page_url, playbook_step_tags, report_paths, summary_lines, write_report,
 )
 
 try:
@@ -295,6 +295,9 @@ def main():
             module.fail_json(msg="run lacks %r: pass the run that runbook_preflight registered" % key)
     if not math.isfinite(p["webhook_timeout"]) or p["webhook_timeout"] <= 0:
         module.fail_json(msg="webhook_timeout must be a finite number of seconds > 0, got %s" % p["webhook_timeout"])
+    # The run's journal: why each host that left the play left it, and what it changed before.
+    entries = journal_read(run["journal"]) if run.get("journal") else []
+    failures, journaled = journal_failures(entries), journal_steps(entries)
     hosts = {}
     for host in p["hosts"]:
         entry = {"completed": host in p["completed"], "steps": host_steps(host, p["roles"], p["sweep"], p["results"])}
@@ -302,7 +305,12 @@ def main():
         if note:
             entry["lock"] = note
         if not entry["completed"]:
-            entry["reason"] = "the host failed or was unreachable part-way; see the task output"
+            failure = failures.get(host)
+            entry["reason"] = failure_text(failure) if failure else \
+                "the host failed or was unreachable part-way; see the task output"
+            entry["unreachable"] = bool(failure) and failure.get("kind") == "unreachable"
+            have = set(stp.get("step") for stp in entry["steps"])
+            entry["steps"] += [stp for stp in journaled.get(host, []) if stp.get("step") not in have]
         hosts[host] = entry
     report = build_report(run, hosts)
     selection = no_step_problem(report, p["run_tags"], p["skip_tags"],
@@ -326,17 +334,8 @@ def main():
     except OSError as exc:
         directory = report_paths(p["report_dir"], run["schedule"], run["id"])[0]
         write_error = "the report could not be written under %s: %s" % (directory, exc.strerror or exc)
-    notification = "not configured"
-    if not p["webhook_url"]:
-        notification = "not configured"
-    elif not should_notify(report, p["notify_severities"]) and not write_error:
-        notification = "not needed"
-    elif run.get("check_mode"):
-        notification = "not sent (check mode)"
-    else:
-        payload = webhook_payload(report, lines + ([write_error] if write_error else []),
-                                  page_url(p["url_base"], report) if paths.get("html") else None)
-        _ok, notification = post_webhook(p["webhook_url"], payload, p["webhook_timeout"], p["webhook_retries"])
+    notification = notify(report, lines, p, p["webhook_url"],
+                          page_url(p["url_base"], report) if paths.get("html") else None, write_error)
     committed = False
     if not write_error and p["commit_state"] and not run.get("check_mode"):
         updates = dict((host, data.get("state") or {}) for host, data in (p["sweep"].get("hosts") or {}).items())

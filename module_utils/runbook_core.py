@@ -368,6 +368,61 @@ def journal_read(path):
     return entries
 
 
+def journal_failures(entries):
+    """{host: failure} from journal entries: the last failure of each host (the one that stopped it).
+
+    A failure is ``{"kind": "failed"|"unreachable", "task": ..., "reason": ..., "rc": ...}``.
+    """
+    failures = {}
+    for entry in entries:
+        if entry.get("host") and isinstance(entry.get("failure"), dict):
+            failures[entry["host"]] = entry["failure"]
+    return failures
+
+
+def change_step(task, figures):
+    """The report step of a task that changed something on a host, journaled as soon as it finished.
+
+    A run that dies after it (SIGTERM, SIGKILL, a host lost) still reports what it changed.
+    """
+    shown = ", ".join("%s %s" % (k, figures[k]) for k in sorted(figures)[:8])
+    return {"step": "changed: %s" % task, "status": "ok", "severity": "none",
+            "summary": "%s changed this host%s" % (task, (": " + shown) if shown else ""),
+            "figures": dict(figures), "problems": []}
+
+
+def change_figures(result):
+    """The numbers of a changed task's result (files deleted, bytes freed, ...), without its internals."""
+    return dict((k, v) for k, v in result.items() if not k.startswith("_") and not isinstance(v, bool)
+                and isinstance(v, (int, float)) and k not in ("rc",))
+
+
+def killed_text(rc):
+    """'rc 137: killed by signal 9 (SIGKILL)' for a process killed by a signal (shell 128+n, or -n), else None."""
+    if not isinstance(rc, int) or isinstance(rc, bool):
+        return None
+    signum = -rc if rc < 0 else rc - 128 if 128 < rc < 160 else None
+    if not signum:
+        return None
+    try:
+        import signal  # pylint: disable=import-outside-toplevel
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = "signal %d" % signum
+    return "rc %d: killed by signal %d (%s)" % (rc, signum, name)
+
+
+def failure_text(failure):
+    """One line for a host's journaled failure."""
+    text = "%s at task '%s'" % (failure.get("kind", "failed"), failure.get("task") or "unnamed")
+    killed = killed_text(failure.get("rc"))
+    if killed:
+        text += " (%s)" % killed
+    if failure.get("reason"):
+        text += ": %s" % failure["reason"]
+    return text
+
+
 def journal_steps(entries):
     """{host: [steps]} from journal entries; a later step of the same name replaces the earlier one."""
     hosts = {}
@@ -477,11 +532,14 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
         host_statuses = [s["status"] for s in steps] or ["ok"]
         host_severities = [s["severity"] for s in steps] or ["none"]
         if not completed:
-            # Failed, unreachable or interrupted part-way: its finished steps do not make it fine.
+            # Failed or interrupted part-way: its finished steps do not make it fine. A host that cannot be
+            # reached over its connection is down as far as the run can tell: the guide's service down.
             host_statuses.append("failed")
-            host_severities.append("high")
+            host_severities.append("critical" if entry.get("unreachable") else "high")
         host = {"completed": completed, "worst_status": worst_status(host_statuses),
                 "worst_severity": worst_severity(host_severities), "steps": steps}
+        if entry.get("unreachable") and not completed:
+            host["unreachable"] = True
         for key in ("lock", "reason"):
             if entry.get(key):
                 host[key] = entry[key]
@@ -752,6 +810,28 @@ def post_webhook(url, payload, timeout=10.0, retries=2, delay=2.0):
             reason = getattr(exc, "reason", exc)
             outcome = "no answer (%s)" % type(reason).__name__
     return False, "failed after %d attempt(s): %s" % (attempt + 1, outcome)
+
+
+def notify(report, lines, settings, url, page=None, write_error=None):
+    """Notify the webhook of a report when it needs it; return what happened (never the URL).
+
+    The one notification of every report path - the report step, the
+    callback's stopped and interrupted reports, the recovery of a killed
+    run - so each pages alike. ``settings``: notify_severities,
+    webhook_timeout, webhook_retries (the report role's options).
+    """
+    settings = settings or {}
+    if not url:
+        return "not configured"
+    if not should_notify(report, settings.get("notify_severities") or ["critical", "high"]) and not write_error:
+        return "not needed"
+    if report.get("check_mode"):
+        return "not sent (check mode)"
+    payload = webhook_payload(report, list(lines) + ([write_error] if write_error else []), page)
+    timeout = settings.get("webhook_timeout")
+    retries = settings.get("webhook_retries")
+    return post_webhook(url, payload, 10.0 if timeout is None else float(timeout),
+                        2 if retries is None else int(retries))[1]
 
 
 def page_url(base, report):

@@ -6,11 +6,15 @@ death, an unreachable host pages."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 
 import pytest
 
+from tests.conftest import REPO
 from tests.integration.test_bad_input import snapshot
-from tests.integration.test_sandbox_playbooks import latest, play
+from tests.integration.test_interruption import journal_entries, reports, start, wait_for
+from tests.integration.test_sandbox_playbooks import files_in, latest, play
 
 
 @pytest.mark.parametrize("option, value", [("tmp_cleanup_max_age_days", "nan"), ("tmp_cleanup_max_size_mb", "1e400")])
@@ -50,3 +54,122 @@ def test_a_run_whose_tags_select_no_step_fails_and_names_the_tags(sandbox, ansib
     assert "BeMore daily run: OK" not in proc.stdout
     report = latest(ansible_env, "daily")
     assert report["worst_status"] == "failed" and report["problems"]
+
+
+# --- interruptions: what was changed survives, a killed module is named -------------------------------
+
+def _changes(report, host="sandbox"):
+    return dict((s["step"], s) for s in report["hosts"][host]["steps"] if s["step"].startswith("changed: "))
+
+
+def _children():
+    out = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/stat" % pid, encoding="ascii", errors="replace") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    args = [a for a in handle.read().split(b"\0") if a]
+            except OSError:
+                continue
+            out[int(pid)] = (int(fields[1]), int(fields[19]), args)
+    return out
+
+
+def _sampling_module(root):
+    """The pid of a pipelined module (a bare python under the run) that has run for 3 s: the host readings,
+    which sample the app's CPU for 30 s here; every other module of the run takes well under that."""
+    procs = _children()
+    ticks, uptime = os.sysconf("SC_CLK_TCK"), float(open("/proc/uptime").read().split()[0])
+    for pid, (ppid, started, args) in procs.items():
+        chain, parent = set(), ppid
+        while parent > 1 and parent not in chain:
+            chain.add(parent)
+            parent = procs.get(parent, (0,))[0]
+        if root in chain and len(args) == 1 and b"python" in os.path.basename(args[0]) \
+                and uptime - started / ticks >= 3:
+            return pid
+    return None
+
+
+def test_a_cancel_right_after_the_cleanup_reports_what_it_deleted(sandbox, ansible_env):
+    before = len(files_in(os.path.join(sandbox.app_dir, "tmp")))
+    proc = start("weekly.yml", ansible_env)
+    wait_for(lambda: any(e.get("step", {}).get("step") == "changed: Clean the temp folder"
+                         for e in journal_entries(ansible_env)), what="the cleanup to finish")
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    (report,) = reports(ansible_env, "weekly")
+    assert report["interrupted"] is True
+    cleaned = _changes(report)["changed: Clean the temp folder"]
+    after = len(files_in(os.path.join(sandbox.app_dir, "tmp")))
+    assert cleaned["figures"]["files_deleted"] == before - after > 0
+    assert "files_deleted %d" % (before - after) in cleaned["summary"]
+
+
+def test_a_killed_host_module_is_named_with_its_exit_code_and_the_cleanup_is_kept(sandbox, ansible_env):
+    # The host readings sample the app's CPU for 30 s: time enough to kill them, then nothing else waits.
+    proc = start("weekly.yml", ansible_env, "-e", "performance_check_cpu_sample_s=30")
+    wait_for(lambda: _sampling_module(proc.pid) or proc.poll() is not None, what="the host readings")
+    os.kill(_sampling_module(proc.pid), signal.SIGKILL)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0, out[-3000:]
+    report = latest(ansible_env, "weekly")
+    host = report["hosts"]["sandbox"]
+    assert not host["completed"] and "rc 137: killed by signal 9 (SIGKILL)" in host["reason"], host["reason"]
+    assert "Read the disk" in host["reason"]
+    assert _changes(report)["changed: Clean the temp folder"]["figures"]["files_deleted"] > 0
+    assert report["worst_severity"] == "high"
+
+
+# --- unreachable hosts page -------------------------------------------------------------------------------
+
+def _unreachable_inventory(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing answers there
+    inventory = tmp_path / "unreachable.yml"
+    inventory.write_text(
+        "all:\n  children:\n    bemore:\n      hosts:\n        gone1:\n          ansible_connection: ssh\n"
+        "          ansible_host: 127.0.0.1\n          ansible_port: %d\n          bemore_api_from: host\n"
+        "          ansible_ssh_common_args: '-o ConnectTimeout=3 -o StrictHostKeyChecking=no'\n" % port)
+    return str(inventory)
+
+
+def test_a_fleet_that_cannot_be_reached_is_critical_and_pages(sandbox, ansible_env, tmp_path):
+    from tests.integration.test_runbooks import Webhook  # pylint: disable=import-outside-toplevel
+
+    hook = Webhook()
+    try:
+        proc = play("daily.yml", ansible_env, "-i", os.path.join(REPO, "inventory", "sandbox"),
+                    "-i", _unreachable_inventory(tmp_path), "--limit", "gone1", "-e", "bemore_webhook_url=" + hook.url)
+    finally:
+        hook.stop()
+    assert proc.returncode != 0
+    report = latest(ansible_env, "daily")
+    host = report["hosts"]["gone1"]
+    assert host["unreachable"] and host["worst_severity"] == "critical" and "unreachable at task" in host["reason"]
+    assert report["worst_severity"] == "critical"
+    assert len(hook.received) == 1 and hook.received[0]["body"]["text"].startswith("[CRITICAL] BeMore daily run")
+    assert "notification: sent (HTTP 200)" in proc.stdout + proc.stderr
+    assert "s3cr3t-hook-token" not in proc.stdout + proc.stderr
+
+
+def test_the_report_of_a_killed_run_is_notified_by_the_next_run(sandbox, ansible_env):
+    from tests.integration.test_runbooks import Webhook  # pylint: disable=import-outside-toplevel
+
+    proc = start("weekly.yml", ansible_env, "-e", "performance_check_cpu_sample_s=30")
+    wait_for(lambda: _sampling_module(proc.pid) or proc.poll() is not None, what="the host readings")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    hook = Webhook()
+    try:
+        again = play("daily.yml", ansible_env, "--tags", "health", "-e", "bemore_webhook_url=" + hook.url)
+    finally:
+        hook.stop()
+    assert again.returncode == 0, again.stdout[-3000:]
+    (killed,) = reports(ansible_env, "weekly")
+    assert killed["interrupted"] and killed["interruption"]["signal"] == "KILL"
+    texts = [r["body"]["text"] for r in hook.received]
+    assert len(texts) == 1 and "BeMore weekly run on sandbox ended failed" in texts[0] and "(interrupted:" in texts[0]

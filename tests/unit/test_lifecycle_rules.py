@@ -9,6 +9,8 @@ import errno
 import json
 import os
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -301,3 +303,89 @@ def test_the_report_module_fails_a_run_that_selected_no_step(run_module, tmp_pat
     assert "helth is not a tag of this playbook" in result["gate_message"]
     assert "disk, errors, health, logs, tmp_cleanup" in result["gate_message"]
     assert json.load(open(result["paths"]["json"]))["worst_status"] == "failed"
+
+
+# --- 13. an unreachable host is critical, and every report path notifies ----------------------------
+
+def test_an_unreachable_host_is_critical_and_a_failed_one_high():
+    report = _hosts_report(web1={"completed": False, "steps": [], "unreachable": True, "reason": "unreachable"},
+                           web2={"completed": False, "steps": [], "reason": "failed"},
+                           web3={"completed": True, "steps": []})
+    assert report["hosts"]["web1"]["worst_severity"] == "critical" and report["hosts"]["web1"]["unreachable"]
+    assert report["hosts"]["web2"]["worst_severity"] == "high" and "unreachable" not in report["hosts"]["web2"]
+    assert report["worst_severity"] == "critical" and report["worst_status"] == "failed"
+
+
+def test_the_one_notification_posts_a_stopped_report_of_an_unreachable_fleet(tmp_path):
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d/hook" % server.server_address[1]
+    try:
+        report = _hosts_report(web1={"completed": False, "steps": [], "unreachable": True, "reason": "unreachable"})
+        settings = {"notify_severities": ["critical", "high"], "webhook_timeout": 5, "webhook_retries": 0}
+        assert core.notify(report, core.summary_lines(report), settings, url) == "sent (HTTP 200)"
+        assert received and received[0]["text"].startswith("[CRITICAL] BeMore daily run on test ended failed")
+        quiet = _hosts_report(web1={"completed": True, "steps": []})
+        assert core.notify(quiet, [], settings, url) == "not needed" and len(received) == 1
+        assert core.notify(report, [], settings, None) == "not configured"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- 9. what a run changed and how a host was lost are journaled -----------------------------------
+
+@pytest.mark.parametrize("rc, text", [(137, "rc 137: killed by signal 9 (SIGKILL)"),
+                                      (-9, "rc -9: killed by signal 9 (SIGKILL)"),
+                                      (143, "rc 143: killed by signal 15 (SIGTERM)"),
+                                      (1, None), (0, None), (128, None), (None, None), (True, None)])
+def test_a_killed_module_is_named_by_its_exit_code(rc, text):
+    assert core.killed_text(rc) == text
+
+
+def test_the_journal_keeps_each_hosts_last_failure_and_the_changes_as_steps(tmp_path):
+    journal = str(tmp_path / "run.journal")
+    change = core.change_step("Clean the temp folder", core.change_figures(
+        {"changed": True, "files_deleted": 60000, "bytes_deleted": 12345, "deleted": ["a"], "_ansible_x": 1,
+         "interrupted": False}))
+    core.journal_append(journal, {"host": "web1", "step": change})
+    core.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "A", "reason": "rescued"}})
+    core.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "Read the host", "rc": 137,
+                                                              "reason": "MODULE FAILURE"}})
+    entries = core.journal_read(journal)
+    (stp,) = core.journal_steps(entries)["web1"]
+    assert stp["step"] == "changed: Clean the temp folder" and stp["figures"] == {"files_deleted": 60000,
+                                                                                  "bytes_deleted": 12345}
+    assert "bytes_deleted 12345, files_deleted 60000" in stp["summary"]
+    failure = core.journal_failures(entries)["web1"]
+    assert core.failure_text(failure) == ("failed at task 'Read the host' (rc 137: killed by signal 9 (SIGKILL)): "
+                                          "MODULE FAILURE")
+
+
+def test_the_report_step_names_a_lost_host_by_its_journaled_failure_and_lists_its_changes(run_module, tmp_path):
+    journal = str(tmp_path / "run.journal")
+    change = core.change_step("Clean the temp folder", {"files_deleted": 60000})
+    core.journal_append(journal, {"host": "web1", "step": change})
+    core.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "Read the host", "rc": 137}})
+    core.journal_append(journal, {"host": "web2", "failure": {"kind": "unreachable", "task": "Take the lock",
+                                                              "reason": "Failed to connect to the host via ssh"}})
+    run = {"id": "20261207T000000.000000Z-test-000000000003", "schedule": "weekly", "environment": "test",
+           "journal": journal}
+    result = run_module("runbook_report", {"run": run, "roles": ["runbook"], "hosts": ["web1", "web2"],
+                                           "completed": [], "report_dir": str(tmp_path / "r")})
+    web1, web2 = result["report"]["hosts"]["web1"], result["report"]["hosts"]["web2"]
+    assert "rc 137: killed by signal 9 (SIGKILL)" in web1["reason"] and web1["worst_severity"] == "high"
+    assert [s["step"] for s in web1["steps"]] == ["changed: Clean the temp folder"]
+    assert web2["unreachable"] and web2["worst_severity"] == "critical" and "via ssh" in web2["reason"]
