@@ -21,6 +21,10 @@ description:
     (error rate above 1 %) or an interrupted run whether or not the report
     could be written, and returns the summary lines for the console. A
     report that cannot be written is itself a finding (RV(write_error)).
+  - "A host that left the play is named by the failure the C(runbook_journal) callback journaled for it (its task,
+    message and exit code; a module killed by a signal says so), and its journaled changes (a temp cleanup's
+    deletions) are listed as steps named C(changed: <task>). A host that could not be reached is critical, a host that
+    failed part-way high. A run whose hosts all finished without a single step selected none and fails (I(run_tags))."
   - Only after the report is written does it commit the state the run
     prepared (log positions, samples, uptime), for all hosts at once, so a
     run that dies before its report marks nothing as seen.

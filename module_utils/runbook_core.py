@@ -823,7 +823,9 @@ def notify(report, lines, settings, url, page=None, write_error=None):
     settings = settings or {}
     if not url:
         return "not configured"
-    if not should_notify(report, settings.get("notify_severities") or ["critical", "high"]) and not write_error:
+    severities = settings.get("notify_severities")
+    # An empty list is a choice (alerts and interruptions only), not a missing setting.
+    if not should_notify(report, ["critical", "high"] if severities is None else severities) and not write_error:
         return "not needed"
     if report.get("check_mode"):
         return "not sent (check mode)"

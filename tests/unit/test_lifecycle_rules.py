@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -389,3 +390,12 @@ def test_the_report_step_names_a_lost_host_by_its_journaled_failure_and_lists_it
     assert "rc 137: killed by signal 9 (SIGKILL)" in web1["reason"] and web1["worst_severity"] == "high"
     assert [s["step"] for s in web1["steps"]] == ["changed: Clean the temp folder"]
     assert web2["unreachable"] and web2["worst_severity"] == "critical" and "via ssh" in web2["reason"]
+
+
+def test_an_empty_list_of_notified_severities_is_a_choice_not_a_missing_setting():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = "http://127.0.0.1:%d/hook" % sock.getsockname()[1]
+    report = _hosts_report(web1={"completed": False, "steps": [], "reason": "failed"})
+    settings = {"notify_severities": [], "webhook_timeout": 1, "webhook_retries": 0}
+    assert core.notify(report, [], settings, closed) == "not needed"
