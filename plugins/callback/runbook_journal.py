@@ -127,8 +127,11 @@ class CallbackModule(CallbackBase):
         report["notes"] = ["The run was interrupted; the steps above are the ones it finished. It committed no state, "
                            "so the next run reviews the same log lines again, and takes over its locks at once."]
         paths = self._write(core, report, "interrupted")
+        # A cancelled job is killed outright after a short grace period: one short attempt, not the full retries.
+        settings = dict(self._run.get("notify") or {}, webhook_retries=0)
+        settings["webhook_timeout"] = min(float(settings.get("webhook_timeout") or 5), 5.0)
         self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s; notification: %s"
-                              % (name, paths.get("markdown"), self._notify(core, report, paths)))
+                              % (name, paths.get("markdown"), self._notify(core, report, paths, settings)))
 
     def _write_stopped(self):
         """The report of a run whose play ended before its report step."""
@@ -170,11 +173,12 @@ class CallbackModule(CallbackBase):
             return None
         return None
 
-    def _notify(self, core, report, paths):
+    def _notify(self, core, report, paths, settings=None):
         """The same notification as the run's own report step; never raises, never names the URL."""
+        settings = self._run.get("notify") if settings is None else settings
         try:
-            page = core.page_url((self._run.get("notify") or {}).get("url_base"), report) if paths.get("html") else None
-            return core.notify(report, core.summary_lines(report), self._run.get("notify"), self._webhook_url(), page)
+            page = core.page_url((settings or {}).get("url_base"), report) if paths.get("html") else None
+            return core.notify(report, core.summary_lines(report), settings, self._webhook_url(), page)
         except Exception as exc:  # pylint: disable=broad-except
             return "failed: %s" % type(exc).__name__
 

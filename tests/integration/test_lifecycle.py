@@ -93,13 +93,20 @@ def _sampling_module(root):
     return None
 
 
-def test_a_cancel_right_after_the_cleanup_reports_what_it_deleted(sandbox, ansible_env):
+def test_a_cancel_right_after_the_cleanup_reports_what_it_deleted_and_notifies(sandbox, ansible_env):
+    from tests.integration.test_runbooks import Webhook  # pylint: disable=import-outside-toplevel
+
     before = len(files_in(os.path.join(sandbox.app_dir, "tmp")))
-    proc = start("weekly.yml", ansible_env)
-    wait_for(lambda: any(e.get("step", {}).get("step") == "changed: Clean the temp folder"
-                         for e in journal_entries(ansible_env)), what="the cleanup to finish")
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.communicate(timeout=60)
+    hook = Webhook()
+    try:
+        proc = start("weekly.yml", ansible_env, "-e", "bemore_webhook_url=" + hook.url)
+        wait_for(lambda: any(e.get("step", {}).get("step") == "changed: Clean the temp folder"
+                             for e in journal_entries(ansible_env)), what="the cleanup to finish")
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        hook.stop()
+    assert len(hook.received) == 1 and "(interrupted: SIGTERM" in hook.received[0]["body"]["text"]
     (report,) = reports(ansible_env, "weekly")
     assert report["interrupted"] is True
     cleaned = _changes(report)["changed: Clean the temp folder"]
