@@ -201,8 +201,8 @@ def main():
         module.fail_json(msg="cannot update state file %s: %s" % (path, exc.strerror or exc))
     changed = new != previous or bool(found["damaged"])
     if found["damaged"]:
-        module.warn("the state document %s; %s" % (found["damaged"], "kept as %s" % found["set_aside"]
-                                                     if found["set_aside"] else "left in place (check mode)"))
+        kept = "kept as %s" % found["set_aside"] if found["set_aside"] else "left in place (check mode)"
+        module.warn("the state document %s; %s" % (found["damaged"], kept))
     diff = {"before": json.dumps(previous, indent=1, sort_keys=True) + "\n",
             "after": json.dumps(new, indent=1, sort_keys=True) + "\n",
             "before_header": path, "after_header": path}
