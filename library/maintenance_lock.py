@@ -158,6 +158,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import socket
 import time
@@ -357,6 +358,9 @@ def main():
             module.fail_json(msg="lock_file must be an absolute path without '..', got %r" % lock_file)
     if not p["run_id"].strip():
         module.fail_json(msg="run_id must not be empty")
+    for name in ("wait_s", "poll_s", "stale_after_s"):
+        if not math.isfinite(p[name]):
+            module.fail_json(msg="%s must be a finite number, got %s" % (name, p[name]))
     if p["wait_s"] < 0 or p["poll_s"] <= 0 or p["stale_after_s"] <= 0:
         module.fail_json(msg="wait_s must be >= 0, poll_s and stale_after_s > 0")
     result = dict(changed=False, acquired=False, holder={}, took_over={}, took_over_reason=None, broken={},
@@ -400,6 +404,7 @@ def main():
         module.fail_json(msg="cannot create the lock folder %s: %s" % (lock_dir, exc.strerror))
 
     start = time.monotonic()
+    deadline = start + p["wait_s"]
     while True:
         now = time.time()
         record = make_record(p["run_id"], p["owner"], p["playbook"], now, p["process"])
@@ -408,7 +413,8 @@ def main():
                                                             p["dead_runs"], p["break_lock"])
         except LockHeld as held:
             waited = time.monotonic() - start
-            if waited + p["poll_s"] > p["wait_s"]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 module.fail_json(
                     msg="another runbook holds the maintenance lock %s: %s. Waited %.0fs of %.0fs. Run again when "
                         "it has finished. If that run is gone (its process was killed on another control node), "
@@ -417,7 +423,8 @@ def main():
                         % (lock_file, describe(held.holder), waited, p["wait_s"], lock_file, p["stale_after_s"]),
                     acquired=False, holder=held.holder, took_over={}, took_over_reason=None, broken={},
                     waited_s=round(waited, 1), lock_file=lock_file)
-            time.sleep(p["poll_s"])
+            # The last sleep is cut to the deadline, so the run tries once more at wait_s, not one poll early.
+            time.sleep(min(p["poll_s"], remaining))
             continue
         except OSError as exc:
             if exc.errno == errno.ELOOP:

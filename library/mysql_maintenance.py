@@ -113,8 +113,10 @@ options:
     description:
       - With C(maintain), a server that cannot be reached or a schema that does not exist make the step
         C(skipped) (true) or C(failed) (false). Wrong credentials are always C(failed).
+      - False by default - a run that should back the database up and cannot has made no backup, which is a
+        failure rated high. Skipping is an explicit choice, for an environment whose database is optional.
     type: bool
-    default: true
+    default: false
   backup_file:
     description: The dump to check, for C(verify_backup).
     type: path
@@ -259,6 +261,7 @@ backup:
 """
 
 import gzip
+import math
 import os
 import re
 import shlex
@@ -382,6 +385,9 @@ def input_problems(p):
     def number(name, low=None, high=None):
         value = p.get(name)
         if value is None:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append("%s must be a finite number, got %s" % (name, value))
             return
         if low is not None and value < low:
             problems.append("%s must be >= %s, got %s" % (name, low, value))
@@ -758,7 +764,7 @@ def connection_step(kind, reason, skip_unreachable):
                          % reason, {"reason": reason}, [reason])
     if skip_unreachable and kind in ("unreachable", "missing"):
         return make_step(STEP, "skipped", "none", "skipped: no database reachable (%s)" % reason, {"reason": reason})
-    return make_step(STEP, "failed", "high", "database maintenance could not run, nothing was backed up: %s"
+    return make_step(STEP, "failed", "high", "no backup: database maintenance could not run, nothing was backed up: %s"
                      % reason, {"reason": reason}, [reason])
 
 
@@ -978,7 +984,7 @@ def main():
             backup_dir=dict(type="path", default="/var/backups/bemore-db"),
             backup_stamp_format=dict(type="str", default="%Y%m%d"),
             backup_keep=dict(type="int", default=7),
-            skip_unreachable=dict(type="bool", default=True),
+            skip_unreachable=dict(type="bool", default=False),
             backup_file=dict(type="path"),
             login_host=dict(type="str", default="localhost"),
             login_port=dict(type="int", default=3306),

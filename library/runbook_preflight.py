@@ -22,7 +22,10 @@ description:
     finds earlier runs whose process is gone (killed), writes the report of
     each from its journal, marked interrupted, and returns their ids so the
     locks they left are taken over at once.
-  - It reads the state the previous runs committed, once for all hosts.
+  - It reads the state the previous runs committed, once for all hosts. A
+    damaged state file is never read as an empty one without a word - it is
+    kept as C(state.json.corrupt-<time>) (left in place in check mode), and
+    the run's C(warnings) name it, so every report of the run says so.
 version_added: "2.0.0"
 options:
   schedule:
@@ -74,6 +77,11 @@ options:
     type: str
     choices: ["0600", "0640"]
     default: "0600"
+  webhook_url:
+    description:
+      - The report role's webhook (C(report_webhook_url)). The report of a killed run, written here, notifies it as the
+        run's own report would have. It is the credential, so it is never shown and never kept in the run's record.
+    type: str
 extends_documentation_fragment:
   - bemore_attributes.controller
 notes:
@@ -119,16 +127,22 @@ recovered:
   returned: success
   type: list
   elements: str
+notifications:
+  description: What the notification of each recovered report did (C(not needed), C(sent (HTTP 200)), ...).
+  returned: success
+  type: list
+  elements: str
 """
 
+import math
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.runbook_core import (
-    build_report, check_name, controller_identity, dead_runs, finish_run, iso, journal_read, journal_steps,
-    load_state, new_run_id, register_run, write_report,
+    build_report, check_name, controller_identity, dead_runs, failure_text, finish_run, iso, journal_failures,
+    journal_read, journal_steps, load_state, new_run_id, notify, register_run, summary_lines, write_report,
 )
 from ansible.module_utils.runbook_plan import Problems, defined, validate_host
 
@@ -144,7 +158,13 @@ def spec_problems(host, role, spec, values, problems):
     result = ArgumentSpecValidator(options).validate(defined(values))
     for message in result.error_messages:
         problems.lines.append("%s: %s: %s" % (host, role, message))
-    return result.validated_parameters
+    validated = result.validated_parameters
+    for name, opt in sorted(options.items()):
+        value = validated.get(name)
+        # The spec's float type takes 'nan' and 'inf' (and 1e400 as inf); no option means either.
+        if opt.get("type") == "float" and isinstance(value, float) and not math.isfinite(value):
+            problems.lines.append("%s: %s: %s must be a finite number, got %s" % (host, role, name, (values or {}).get(name)))
+    return validated
 
 
 def check_inputs(roles, specs, inputs, problems):
@@ -171,14 +191,30 @@ def check_inputs(roles, specs, inputs, problems):
     return checked
 
 
-def recover(state_dir, report_dir, records):
-    """Write the report of each killed run from its journal; return the paths."""
+NOTIFY_OPTIONS = ("notify_severities", "webhook_timeout", "webhook_retries", "url_base")
+
+
+def notify_settings(checked):
+    """The report role's notification options (none of them secret), as the run's record keeps them."""
+    for host in sorted(checked):
+        cfg = checked[host]["roles"].get("report")
+        if cfg:
+            return dict((name, cfg.get("report_" + name)) for name in NOTIFY_OPTIONS
+                        if cfg.get("report_" + name) is not None)
+    return {}
+
+
+def recover(state_dir, report_dir, records, webhook_url=None, notifications=None):
+    """Write the report of each killed run from its journal, and notify it as the run would have; return the paths."""
     written = []
     for record in records:
         entries = journal_read(record.get("journal") or os.path.join(state_dir, "runs", record["id"] + ".journal"))
         steps = journal_steps(entries)
+        failures = journal_failures(entries)
         hosts = dict((h, {"completed": False, "steps": steps.get(h, []),
-                          "reason": "the run was killed before it finished this host"})
+                          "unreachable": (failures.get(h) or {}).get("kind") == "unreachable",
+                          "reason": failure_text(failures[h]) if h in failures else
+                          "the run was killed before it finished this host"})
                      for h in record.get("hosts") or sorted(steps))
         owner = record.get("owner") or {}
         reason = ("its process (pid %s on %s) ended without finishing, most likely killed (SIGKILL); found by the "
@@ -196,6 +232,8 @@ def recover(state_dir, report_dir, records):
             continue
         finish_run(state_dir, record["id"], "interrupted", paths.get("json"))
         written.append(paths.get("json"))
+        if notifications is not None:
+            notifications.append(notify(report, summary_lines(report), record.get("notify"), webhook_url))
     return written
 
 
@@ -212,6 +250,7 @@ def main():
             check_mode_run=dict(type="bool", default=False),
             keep_runs_days=dict(type="int", default=7),
             report_file_mode=dict(type="str", choices=["0600", "0640"], default="0600"),
+            webhook_url=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
@@ -236,16 +275,22 @@ def main():
     now = time.time()
     try:
         unreported, dead = dead_runs(p["state_dir"], p["keep_runs_days"], now)
-        recovered = recover(p["state_dir"], p["report_dir"], unreported)
+        notifications = []
+        recovered = recover(p["state_dir"], p["report_dir"], unreported, p["webhook_url"], notifications)
         run = {"id": new_run_id(p["environment"], now), "schedule": p["schedule"], "environment": p["environment"],
                "started_at": iso(now), "check_mode": p["check_mode_run"], "owner": controller_identity(),
                "hosts": sorted(p["inputs"]), "report_dir": p["report_dir"], "state_dir": p["state_dir"],
-               "report_file_mode": p["report_file_mode"]}
+               "report_file_mode": p["report_file_mode"], "notify": notify_settings(checked)}
+        warnings = []
+        state = load_state(p["state_dir"], warnings, set_damaged_aside=not p["check_mode_run"], now=now)
+        if warnings:
+            run["warnings"] = warnings
         run["journal"] = register_run(p["state_dir"], run)
-        state = load_state(p["state_dir"])
+        for warning in warnings:
+            module.warn(warning)
     except OSError as exc:
         module.fail_json(msg="cannot register the run under %s: %s" % (p["state_dir"], exc))
-    module.exit_json(changed=False, run=run, dead_runs=dead, recovered=recovered,
+    module.exit_json(changed=False, run=run, dead_runs=dead, recovered=recovered, notifications=notifications,
                      state=dict((h, state.get(h, {})) for h in p["inputs"]))
 
 

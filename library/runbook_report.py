@@ -21,6 +21,10 @@ description:
     (error rate above 1 %) or an interrupted run whether or not the report
     could be written, and returns the summary lines for the console. A
     report that cannot be written is itself a finding (RV(write_error)).
+  - "A host that left the play is named by the failure the C(runbook_journal) callback journaled for it (its task,
+    message and exit code; a module killed by a signal says so), and its journaled changes (a temp cleanup's
+    deletions) are listed as steps named C(changed: <task>). A host that could not be reached is critical, a host that
+    failed part-way high. A run whose hosts all finished without a single step selected none and fails (I(run_tags))."
   - Only after the report is written does it commit the state the run
     prepared (log positions, samples, uptime), for all hosts at once, so a
     run that dies before its report marks nothing as seen.
@@ -106,6 +110,21 @@ options:
     type: list
     elements: str
     default: []
+  run_tags:
+    description:
+      - The tags the run was started with (C(ansible_run_tags)). A run whose hosts all finished without a single
+        step selected none (a typo such as C(--tags helth)); it fails and names the playbook's step tags.
+    type: list
+    elements: str
+    default: []
+  skip_tags:
+    description: The tags the run skipped (C(ansible_skip_tags)), named when the run selected no step.
+    type: list
+    elements: str
+    default: []
+  playbook:
+    description: The playbook file, whose task tags are named when the run selected no step.
+    type: path
 extends_documentation_fragment:
   - bemore_attributes.controller
 notes:
@@ -175,14 +194,15 @@ gate_message:
   type: str
 """
 
+import math
 import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_steps import STATUS_RANK, STEP_OF_ROLE, worst_status
 from ansible.module_utils.runbook_core import (
-    build_report, commit_state, finish_run, page_url, post_webhook, report_paths, should_notify, summary_lines,
-    webhook_payload, write_report,
+    build_report, commit_state, failure_text, finish_run, journal_failures, journal_read, journal_steps, mark_failed,
+    no_step_problem, notify, page_url, playbook_step_tags, report_paths, summary_lines, write_report,
 )
 
 try:
@@ -266,6 +286,9 @@ def main():
             commit_state=dict(type="bool", default=True),
             fail_on=dict(type="str", choices=["warning", "critical", "failed", "never"], default="critical"),
             gate_steps=dict(type="list", elements="str", default=[]),
+            run_tags=dict(type="list", elements="str", default=[]),
+            skip_tags=dict(type="list", elements="str", default=[]),
+            playbook=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -274,6 +297,11 @@ def main():
     for key in ("id", "schedule", "environment"):
         if not run.get(key):
             module.fail_json(msg="run lacks %r: pass the run that runbook_preflight registered" % key)
+    if not math.isfinite(p["webhook_timeout"]) or p["webhook_timeout"] <= 0:
+        module.fail_json(msg="webhook_timeout must be a finite number of seconds > 0, got %s" % p["webhook_timeout"])
+    # The run's journal: why each host that left the play left it, and what it changed before.
+    entries = journal_read(run["journal"]) if run.get("journal") else []
+    failures, journaled = journal_failures(entries), journal_steps(entries)
     hosts = {}
     for host in p["hosts"]:
         entry = {"completed": host in p["completed"], "steps": host_steps(host, p["roles"], p["sweep"], p["results"])}
@@ -281,9 +309,18 @@ def main():
         if note:
             entry["lock"] = note
         if not entry["completed"]:
-            entry["reason"] = "the host failed or was unreachable part-way; see the task output"
+            failure = failures.get(host)
+            entry["reason"] = failure_text(failure) if failure else \
+                "the host failed or was unreachable part-way; see the task output"
+            entry["unreachable"] = bool(failure) and failure.get("kind") == "unreachable"
+            have = set(stp.get("step") for stp in entry["steps"])
+            entry["steps"] += [stp for stp in journaled.get(host, []) if stp.get("step") not in have]
         hosts[host] = entry
     report = build_report(run, hosts)
+    selection = no_step_problem(report, p["run_tags"], p["skip_tags"],
+                                playbook_step_tags(p["playbook"]) if p["playbook"] else None)
+    if selection:
+        mark_failed(report, selection)
     lines = summary_lines(report)
     html, html_error = None, None
     if HAS_HTML:
@@ -301,22 +338,16 @@ def main():
     except OSError as exc:
         directory = report_paths(p["report_dir"], run["schedule"], run["id"])[0]
         write_error = "the report could not be written under %s: %s" % (directory, exc.strerror or exc)
-    notification = "not configured"
-    if not p["webhook_url"]:
-        notification = "not configured"
-    elif not should_notify(report, p["notify_severities"]) and not write_error:
-        notification = "not needed"
-    elif run.get("check_mode"):
-        notification = "not sent (check mode)"
-    else:
-        payload = webhook_payload(report, lines + ([write_error] if write_error else []),
-                                  page_url(p["url_base"], report) if paths.get("html") else None)
-        _ok, notification = post_webhook(p["webhook_url"], payload, p["webhook_timeout"], p["webhook_retries"])
+    notification = notify(report, lines, p, p["webhook_url"],
+                          page_url(p["url_base"], report) if paths.get("html") else None, write_error)
     committed = False
     if not write_error and p["commit_state"] and not run.get("check_mode"):
         updates = dict((host, data.get("state") or {}) for host, data in (p["sweep"].get("hosts") or {}).items())
+        damaged = []
         try:
-            committed = commit_state(run.get("state_dir") or os.path.dirname(run.get("journal", "")), updates)
+            committed = commit_state(run.get("state_dir") or os.path.dirname(run.get("journal", "")), updates, damaged)
+            for warning in damaged:
+                module.warn(warning)
         except OSError as exc:
             write_error = "the report was written but the state could not be committed: %s" % exc
     if run.get("state_dir"):
@@ -325,6 +356,8 @@ def main():
         except OSError:
             pass
     failed, message = gate(report, p["fail_on"], p["gate_steps"])
+    if selection:
+        failed, message = True, selection
     if write_error:
         failed, message = True, write_error
     module.exit_json(changed=bool(paths), report=report, paths=paths, write_error=write_error, html_error=html_error,

@@ -100,14 +100,26 @@ state_file:
   description: File that holds the document.
   returned: always
   type: str
+damaged:
+  description:
+    - Why the document could not be read, when it exists but is not valid JSON; null otherwise.
+    - C(get) then returns I(default) and warns; C(set) and C(append) keep the damaged file as
+      RV(set_aside) before they write, never over it.
+  returned: always
+  type: str
+set_aside:
+  description: Where the damaged document was kept (C(<state_file>.corrupt-<UTC time>)); null when nothing was set aside.
+  returned: always
+  type: str
 """
 
 import json
+import math
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.runbook_core import Flock, check_name, read_json, write_atomic
+from ansible.module_utils.runbook_core import Damaged, Flock, check_name, read_json_checked, set_aside, write_atomic
 
 
 def state_file(state_dir, host, topic):
@@ -146,18 +158,35 @@ def main():
     p = module.params
     if not os.path.isabs(p["dir"]):
         module.fail_json(msg="dir must be an absolute path, got %r" % p["dir"])
+    if not math.isfinite(p["max_age_s"]) or p["max_age_s"] < 0:
+        module.fail_json(msg="max_age_s must be a finite number >= 0, got %s" % p["max_age_s"])
     try:
         path = state_file(p["dir"], p["host"], p["topic"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    found = {"damaged": None, "set_aside": None}
+
+    def read():
+        try:
+            return read_json_checked(path)
+        except Damaged as exc:
+            found["damaged"] = "%s %s" % (path, exc)
+            return None
+
     if p["action"] == "get":
-        # A missing or damaged document reads as the default: it must not stop a run.
-        module.exit_json(changed=False, data=read_json(path, p["default"]), previous=read_json(path), state_file=path)
+        # A damaged document reads as the default, so it does not stop a run, but never without a word.
+        previous = read()
+        if found["damaged"]:
+            module.warn("the state document %s; read as empty" % found["damaged"])
+        module.exit_json(changed=False, data=p["default"] if previous is None else previous, previous=previous,
+                         state_file=path, **found)
 
     def update():
-        previous = read_json(path)
+        previous = read()
         new = p["data"] if p["action"] == "set" else appended(previous, p["data"], p["max_items"], p["max_age_s"])
-        if new != previous and not module.check_mode:
+        if not module.check_mode and found["damaged"]:
+            found["set_aside"] = set_aside(path)
+        if (new != previous or found["damaged"]) and not module.check_mode:
             write_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
         return previous, new
 
@@ -170,11 +199,14 @@ def main():
                 previous, new = update()
     except OSError as exc:
         module.fail_json(msg="cannot update state file %s: %s" % (path, exc.strerror or exc))
-    changed = new != previous
+    changed = new != previous or bool(found["damaged"])
+    if found["damaged"]:
+        kept = "kept as %s" % found["set_aside"] if found["set_aside"] else "left in place (check mode)"
+        module.warn("the state document %s; %s" % (found["damaged"], kept))
     diff = {"before": json.dumps(previous, indent=1, sort_keys=True) + "\n",
             "after": json.dumps(new, indent=1, sort_keys=True) + "\n",
             "before_header": path, "after_header": path}
-    module.exit_json(changed=changed, data=new, previous=previous, state_file=path, diff=diff)
+    module.exit_json(changed=changed, data=new, previous=previous, state_file=path, diff=diff, **found)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,7 @@ over_cap:
 """
 
 import gc
+import math
 import os
 import time
 from array import array
@@ -380,6 +381,9 @@ def main():
     )
     p = module.params
     for name in ("max_age_days", "max_size_mb", "max_runtime_s", "lock_timeout"):
+        # nan passes a "< 0" test and inf overflows the size cap: refuse both before anything is deleted.
+        if not math.isfinite(p[name]):
+            module.fail_json(msg="%s must be a finite number, got %s; nothing was deleted" % (name, p[name]))
         if p[name] < 0:
             module.fail_json(msg="%s must not be negative, got %s" % (name, p[name]))
     if p["deleted_limit"] < 0:

@@ -170,14 +170,24 @@ def write_atomic(path, text, mode=0o600):
 
 
 def write_exclusive(path, text, mode=REPORT_FILE_MODE):
-    """Create ``path`` with ``text``; FileExistsError if it exists (two runs never share a report)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    """Create ``path`` with ``text``; FileExistsError if it exists (two runs never share a report).
+
+    The text goes to a hidden temporary name in the same folder first and is
+    linked to ``path`` only when complete: a full disk never leaves a cut
+    file that looks like a report. ``link`` fails on an existing name, so
+    the create stays exclusive.
+    """
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, ".%s.tmp-%d-%06x" % (name, os.getpid(), random.getrandbits(24)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-    except BaseException:
-        os.unlink(path)
-        raise
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 def read_json(path, default=None):
@@ -188,6 +198,50 @@ def read_json(path, default=None):
         return default
     except (OSError, ValueError):
         return default
+
+
+class Damaged(ValueError):
+    """A state file that exists but cannot be used: what is wrong with it."""
+
+
+def read_json_checked(path, default=None, shape=None):
+    """The JSON in ``path``; ``default`` when it does not exist; Damaged when it cannot be read as JSON
+    (or is not of the type ``shape``). Unlike read_json, a damaged file is never mistaken for an empty one."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return default
+    except OSError as exc:
+        raise Damaged("cannot be read: %s" % (exc.strerror or exc))
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Damaged("is not valid JSON (%d bytes): %s" % (len(raw), exc))
+    if shape is not None and not isinstance(data, shape):
+        raise Damaged("holds a JSON %s, not the expected %s" % (type(data).__name__, shape.__name__))
+    return data
+
+
+def set_aside(path, now=None):
+    """Rename the damaged ``path`` to ``<path>.corrupt-<UTC time>`` (never over another); return the new name."""
+    stamp = datetime.datetime.fromtimestamp(now if now is not None else time.time(),
+                                            datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = "%s.corrupt-%s" % (path, stamp)
+    n = 1
+    while os.path.lexists(target):
+        n += 1
+        target = "%s.corrupt-%s-%d" % (path, stamp, n)
+    os.rename(path, target)
+    return target
+
+
+def damaged_warning(path, reason, kept, what):
+    if kept:
+        return ("the state file %s %s; it was kept as %s and this run started from empty state (%s)"
+                % (path, reason, kept, what))
+    return "the state file %s %s; it was left in place (check mode) and this run read no state from it (%s)" % (
+        path, reason, what)
 
 
 class Flock(object):
@@ -210,25 +264,62 @@ class Flock(object):
 
 # --- state -------------------------------------------------------------------------
 
-def load_state(state_dir):
-    """{host: {topic: value}} of the last committed runs."""
-    data = read_json(os.path.join(state_dir, STATE_FILE), {}) or {}
-    hosts = data.get("hosts") if isinstance(data, dict) else None
-    return hosts if isinstance(hosts, dict) else {}
+STATE_LOST = ("every log review is a first review, and the disk samples, error signatures and uptime of "
+              "earlier runs start again")
 
 
-def commit_state(state_dir, updates):
+def _state_hosts(path):
+    data = read_json_checked(path, {}, dict)
+    hosts = data.get("hosts", {})
+    if not isinstance(hosts, dict):
+        raise Damaged("has no host table ('hosts' is a JSON %s)" % type(hosts).__name__)
+    return hosts
+
+
+def load_state(state_dir, warnings=None, set_damaged_aside=True, now=None):
+    """{host: {topic: value}} of the last committed runs.
+
+    A damaged state file is not read as an empty one without a word: it is
+    renamed to ``state.json.corrupt-<time>`` (kept for whoever looks into
+    it, and so the next commit does not overwrite it), and a warning naming
+    both files is appended to ``warnings``. In a check-mode run
+    (``set_damaged_aside=False``) it is left in place and only named.
+    """
+    path = os.path.join(state_dir, STATE_FILE)
+    try:
+        return _state_hosts(path)
+    except Damaged as exc:
+        kept = None
+        if set_damaged_aside:
+            with Flock(os.path.join(state_dir, ".state.lock")):
+                try:
+                    return _state_hosts(path)  # another run's commit mended it meanwhile
+                except Damaged:
+                    kept = set_aside(path, now)
+        if warnings is not None:
+            warnings.append(damaged_warning(path, exc, kept, STATE_LOST))
+        return {}
+
+
+def commit_state(state_dir, updates, warnings=None):
     """Merge ``updates`` ({host: {topic: value}}) into the state file, atomically, for all hosts at once.
 
     Runs over other hosts (another --limit) may commit between our read and
     write, so the file is re-read under a lock and only our topics change.
+    A file damaged since the run read it is set aside (and named in
+    ``warnings``), never overwritten.
     """
     if not updates:
         return False
     path = os.path.join(state_dir, STATE_FILE)
     with Flock(os.path.join(state_dir, ".state.lock")):
-        data = read_json(path, {}) or {}
-        hosts = data.get("hosts") if isinstance(data.get("hosts"), dict) else {}
+        try:
+            hosts = _state_hosts(path)
+        except Damaged as exc:
+            kept = set_aside(path)
+            hosts = {}
+            if warnings is not None:
+                warnings.append(damaged_warning(path, exc, kept, "the other hosts' state in it starts again"))
         for host, topics in updates.items():
             entry = hosts.setdefault(host, {})
             for topic, value in (topics or {}).items():
@@ -275,6 +366,61 @@ def journal_read(path):
     except OSError:
         pass
     return entries
+
+
+def journal_failures(entries):
+    """{host: failure} from journal entries: the last failure of each host (the one that stopped it).
+
+    A failure is ``{"kind": "failed"|"unreachable", "task": ..., "reason": ..., "rc": ...}``.
+    """
+    failures = {}
+    for entry in entries:
+        if entry.get("host") and isinstance(entry.get("failure"), dict):
+            failures[entry["host"]] = entry["failure"]
+    return failures
+
+
+def change_step(task, figures):
+    """The report step of a task that changed something on a host, journaled as soon as it finished.
+
+    A run that dies after it (SIGTERM, SIGKILL, a host lost) still reports what it changed.
+    """
+    shown = ", ".join("%s %s" % (k, figures[k]) for k in sorted(figures)[:8])
+    return {"step": "changed: %s" % task, "status": "ok", "severity": "none",
+            "summary": "%s changed this host%s" % (task, (": " + shown) if shown else ""),
+            "figures": dict(figures), "problems": []}
+
+
+def change_figures(result):
+    """The numbers of a changed task's result (files deleted, bytes freed, ...), without its internals."""
+    return dict((k, v) for k, v in result.items() if not k.startswith("_") and not isinstance(v, bool)
+                and isinstance(v, (int, float)) and k not in ("rc",))
+
+
+def killed_text(rc):
+    """'rc 137: killed by signal 9 (SIGKILL)' for a process killed by a signal (shell 128+n, or -n), else None."""
+    if not isinstance(rc, int) or isinstance(rc, bool):
+        return None
+    signum = -rc if rc < 0 else rc - 128 if 128 < rc < 160 else None
+    if not signum:
+        return None
+    try:
+        import signal  # pylint: disable=import-outside-toplevel
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = "signal %d" % signum
+    return "rc %d: killed by signal %d (%s)" % (rc, signum, name)
+
+
+def failure_text(failure):
+    """One line for a host's journaled failure."""
+    text = "%s at task '%s'" % (failure.get("kind", "failed"), failure.get("task") or "unnamed")
+    killed = killed_text(failure.get("rc"))
+    if killed:
+        text += " (%s)" % killed
+    if failure.get("reason"):
+        text += ": %s" % failure["reason"]
+    return text
 
 
 def journal_steps(entries):
@@ -375,6 +521,9 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
               "check_mode": bool(run.get("check_mode")), "interrupted": bool(interrupted),
               "interruption": interrupted or None, "hosts": {}}
     report.update(extra or {})
+    if run.get("warnings"):
+        # What the run could not use (a damaged state file): said in every report of the run.
+        report["warnings"] = [str(w) for w in run["warnings"]]
     statuses, severities = [], []
     for name in sorted(hosts):
         entry = hosts[name]
@@ -383,11 +532,14 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
         host_statuses = [s["status"] for s in steps] or ["ok"]
         host_severities = [s["severity"] for s in steps] or ["none"]
         if not completed:
-            # Failed, unreachable or interrupted part-way: its finished steps do not make it fine.
+            # Failed or interrupted part-way: its finished steps do not make it fine. A host that cannot be
+            # reached over its connection is down as far as the run can tell: the guide's service down.
             host_statuses.append("failed")
-            host_severities.append("high")
+            host_severities.append("critical" if entry.get("unreachable") else "high")
         host = {"completed": completed, "worst_status": worst_status(host_statuses),
                 "worst_severity": worst_severity(host_severities), "steps": steps}
+        if entry.get("unreachable") and not completed:
+            host["unreachable"] = True
         for key in ("lock", "reason"):
             if entry.get(key):
                 host[key] = entry[key]
@@ -400,6 +552,71 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
                                for s in d["steps"] if s.get("alert")})
     report["counts"] = dict((status, sum(1 for h in report["hosts"].values() for s in h["steps"]
                                          if s["status"] == status)) for status in STATUS_RANK)
+    return report
+
+
+# --- what the run selected ----------------------------------------------------------------
+
+RESERVED_TAGS = ("always", "never", "all", "tagged", "untagged")
+
+
+def playbook_step_tags(path):
+    """The tags of a playbook's tasks (its steps' tags), sorted; None when the file cannot be read."""
+    try:
+        import yaml  # pylint: disable=import-outside-toplevel
+        with open(path, encoding="utf-8") as handle:
+            plays = yaml.safe_load(handle)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    found = set()
+
+    def walk(tasks):
+        for task in tasks if isinstance(tasks, list) else []:
+            if not isinstance(task, dict):
+                continue
+            tags = task.get("tags") or []
+            found.update(str(t) for t in (tags if isinstance(tags, list) else [tags]))
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key))
+
+    for play in plays if isinstance(plays, list) else []:
+        if isinstance(play, dict):
+            for key in ("pre_tasks", "tasks", "post_tasks"):
+                walk(play.get(key))
+    return sorted(t for t in found if t not in RESERVED_TAGS)
+
+
+def no_step_problem(report, run_tags=None, skip_tags=None, known_tags=None):
+    """Why the run is a failure because it selected no step (a typo in --tags), or None.
+
+    A run whose hosts all finished without a single step did nothing it was
+    asked for: "OK" would be a false all-clear. A host that failed or was
+    unreachable is a failure of its own, so this rule is about completed runs.
+    """
+    if not report["hosts"] or any(h["steps"] or not h["completed"] for h in report["hosts"].values()):
+        return None
+    if report.get("interrupted"):
+        return None
+    asked = [t for t in run_tags or [] if t != "all"]
+    text = "the run selected no step"
+    if asked:
+        text += ": --tags %s" % ",".join(asked)
+        unknown = [t for t in asked if known_tags is not None and t not in known_tags and t not in RESERVED_TAGS]
+        if unknown:
+            text += " (%s %s not a tag of this playbook)" % (", ".join(unknown), "is" if len(unknown) == 1 else "are")
+    if skip_tags:
+        text += "%s --skip-tags %s" % (" with" if asked else ":", ",".join(skip_tags))
+    if known_tags:
+        text += "; the %s playbook's step tags are: %s" % (report["schedule"], ", ".join(known_tags))
+    elif known_tags is None:
+        text += "; this playbook's step tags could not be read"
+    return text
+
+
+def mark_failed(report, problem):
+    """The run itself failed (not one of its hosts' steps): its verdict is failed, and it says why."""
+    report["problems"] = list(report.get("problems") or []) + [problem]
+    report["worst_status"] = "failed"
     return report
 
 
@@ -418,6 +635,10 @@ def render_markdown(report):
     if report.get("interrupted"):
         lines.append("- Interrupted: %s; the steps below are those finished before it, and this run committed "
                      "no state" % (report.get("interruption") or {}).get("reason", "yes"))
+    for problem in report.get("problems") or []:
+        lines.append("- Problem: %s" % problem)
+    for warning in report.get("warnings") or []:
+        lines.append("- Warning: %s" % warning)
     for note in report.get("notes") or []:
         lines.append("- %s" % note)
     lines.append("")
@@ -468,7 +689,7 @@ def render_prometheus(report, timestamp):
 
 
 def summary_lines(report):
-    out = []
+    out = ["FAILED: %s" % p for p in report.get("problems") or []] + ["WARNING: %s" % w for w in report.get("warnings") or []]
     for host, data in sorted(report["hosts"].items()):
         for stp in data["steps"]:
             out.append("%s %-18s %-14s %s" % (host, stp["step"], stp["status"].upper(), stp["summary"]))
@@ -490,12 +711,21 @@ def write_report(report, report_dir, html=None, keep=200, prometheus_file=None, 
     directory, paths = report_paths(report_dir, report["schedule"], report["run_id"])
     ensure_dir(report_dir, 0o700 if file_mode == 0o600 else 0o750)
     ensure_dir(directory, 0o700 if file_mode == 0o600 else 0o750)
-    write_exclusive(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", file_mode)
-    write_exclusive(paths["markdown"], render_markdown(report), file_mode)
-    if html is not None:
-        write_exclusive(paths["html"], html, file_mode)
-    else:
+    if html is None:
         paths.pop("html")
+    texts = {"json": lambda: json.dumps(report, indent=2, sort_keys=True, default=str) + "\n",
+             "markdown": lambda: render_markdown(report), "html": lambda: html}
+    written = []
+    try:
+        for kind in ("json", "markdown", "html"):
+            if kind in paths:
+                write_exclusive(paths[kind], texts[kind](), file_mode)
+                written.append(paths[kind])
+    except BaseException:
+        # A run whose report is "NOT WRITTEN" leaves no part of it that looks complete.
+        for path in written:
+            os.unlink(path)
+        raise
     for kind, link in (("json", "latest.json"), ("markdown", "latest.md"), ("html", "latest.html")):
         if kind not in paths:
             continue
@@ -580,6 +810,30 @@ def post_webhook(url, payload, timeout=10.0, retries=2, delay=2.0):
             reason = getattr(exc, "reason", exc)
             outcome = "no answer (%s)" % type(reason).__name__
     return False, "failed after %d attempt(s): %s" % (attempt + 1, outcome)
+
+
+def notify(report, lines, settings, url, page=None, write_error=None):
+    """Notify the webhook of a report when it needs it; return what happened (never the URL).
+
+    The one notification of every report path - the report step, the
+    callback's stopped and interrupted reports, the recovery of a killed
+    run - so each pages alike. ``settings``: notify_severities,
+    webhook_timeout, webhook_retries (the report role's options).
+    """
+    settings = settings or {}
+    if not url:
+        return "not configured"
+    severities = settings.get("notify_severities")
+    # An empty list is a choice (alerts and interruptions only), not a missing setting.
+    if not should_notify(report, ["critical", "high"] if severities is None else severities) and not write_error:
+        return "not needed"
+    if report.get("check_mode"):
+        return "not sent (check mode)"
+    payload = webhook_payload(report, list(lines) + ([write_error] if write_error else []), page)
+    timeout = settings.get("webhook_timeout")
+    retries = settings.get("webhook_retries")
+    return post_webhook(url, payload, 10.0 if timeout is None else float(timeout),
+                        2 if retries is None else int(retries))[1]
 
 
 def page_url(base, report):

@@ -13,6 +13,7 @@ bad input stops the run before a lock, a file or a ``.env`` is touched.
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import re
@@ -69,6 +70,10 @@ def _range(problems, host, cfg, name, low=None, high=None, low_open=False, integ
     if value is None:
         if cfg.get(name) is not None:
             problems.add(host, name, "must be a number, got %r" % (cfg.get(name),))
+        return None
+    if not math.isfinite(value):
+        # nan passes every comparison below and inf overflows later, after a file was written.
+        problems.add(host, name, "must be a finite number, got %s" % (cfg.get(name),))
         return None
     if integer and value != int(value):
         problems.add(host, name, "must be a whole number, got %s" % cfg.get(name))
@@ -146,7 +151,7 @@ def check_ranges(role, cfg, host, problems, inputs):
     elif role == "tmp_cleanup":
         emergency = bool(cfg.get(p + "emergency"))
         confirmed = bool(cfg.get(p + "emergency_confirm"))
-        age = _range(problems, host, cfg, p + "max_age_days", 0)
+        age = _range(problems, host, cfg, p + "max_age_days", 0, 3650)
         if age is not None and 0 <= age < 1 and not (emergency and confirmed):
             problems.add(host, p + "max_age_days", "%s is below 1 day: that deletes recordings still in use, so it "
                          "counts as an emergency cleanup; set tmp_cleanup_emergency=true and "
@@ -154,7 +159,7 @@ def check_ranges(role, cfg, host, problems, inputs):
         if emergency and not confirmed and cfg.get(p + "run_cleanup", True):
             problems.add(host, p + "emergency", "the emergency cleanup deletes every file in the temp folder; set "
                          "tmp_cleanup_emergency_confirm=true (or answer the survey) to run it")
-        _range(problems, host, cfg, p + "max_size_mb", 0)
+        _range(problems, host, cfg, p + "max_size_mb", 0, 10485760)
         _range(problems, host, cfg, p + "interval_min", 1, 10080, integer=True)
         _range(problems, host, cfg, p + "max_runtime_s", 0, 86400, low_open=True)
         path = _abs_path(problems, host, cfg, p + "path")

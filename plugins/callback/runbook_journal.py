@@ -22,6 +22,14 @@ description:
     it writes that run's report itself at the end of the playbook, with each
     host's failure, and closes the run as stopped, so the next run does not
     mistake it for a killed one.
+  - Each host's failure (its task, message and exit code - a module killed by
+    a signal is named with it) and each task that changed a host are
+    journaled as they happen, so every report of the run - its own, an
+    interrupted one, a stopped one, one written after a kill - says why a
+    host left the run and what was changed before.
+  - Its stopped and interrupted reports notify the webhook as the run's own
+    report would (the same notification function and the report role's
+    settings), so an unreachable fleet pages.
   - It needs no enabling and loads from the folder next to the playbooks
     (C(playbooks/callback_plugins)), so ansible-runner and AWX, which set
     their own callback folder, load it too.
@@ -77,6 +85,7 @@ class CallbackModule(CallbackBase):
         self._previous = {}
         self._core = None
         self._failures = {}
+        self._play = None
 
     # -- signals -------------------------------------------------------------
     def v2_playbook_on_start(self, playbook):
@@ -85,6 +94,10 @@ class CallbackModule(CallbackBase):
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._on_signal)
+
+    def v2_playbook_on_play_start(self, play):
+        # Kept for the webhook setting, which only the play's variables hold (it is never in the run's record).
+        self._play = play
 
     def _on_signal(self, signum, frame):
         if os.getpid() == self._pid:
@@ -114,8 +127,11 @@ class CallbackModule(CallbackBase):
         report["notes"] = ["The run was interrupted; the steps above are the ones it finished. It committed no state, "
                            "so the next run reviews the same log lines again, and takes over its locks at once."]
         paths = self._write(core, report, "interrupted")
-        self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s"
-                              % (name, paths.get("markdown")))
+        # A cancelled job is killed outright after a short grace period: one short attempt, not the full retries.
+        settings = dict(self._run.get("notify") or {}, webhook_retries=0)
+        settings["webhook_timeout"] = min(float(settings.get("webhook_timeout") or 5), 5.0)
+        self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s; notification: %s"
+                              % (name, paths.get("markdown"), self._notify(core, report, paths, settings)))
 
     def _write_stopped(self):
         """The report of a run whose play ended before its report step."""
@@ -125,14 +141,46 @@ class CallbackModule(CallbackBase):
         report["notes"] = ["The run stopped before its report step; each host says why. It committed no state, "
                            "so the next run reviews the same log lines again."]
         paths = self._write(core, report, "stopped")
-        self._display.warning("runbook stopped before its report: report of the run written to %s"
-                              % paths.get("markdown"))
+        self._display.warning("runbook stopped before its report: report of the run written to %s; notification: %s"
+                              % (paths.get("markdown"), self._notify(core, report, paths)))
 
     def _unfinished_hosts(self, reason):
         """Every host of the run, none finished: its journaled steps, and why (its failure, else ``reason``)."""
+        core = self._utils()
         names = self._run.get("hosts") or sorted(set(self._steps) | set(self._failures))
-        return dict((h, {"completed": False, "steps": self._steps.get(h, []),
-                         "reason": self._failures.get(h) or reason}) for h in names)
+        hosts = {}
+        for h in names:
+            failure = self._failures.get(h)
+            hosts[h] = {"completed": False, "steps": self._steps.get(h, []),
+                        "unreachable": bool(failure) and failure.get("kind") == "unreachable",
+                        "reason": core.failure_text(failure) if failure else reason}
+        return hosts
+
+    def _webhook_url(self):
+        """The run's webhook, read from the play's host variables the way its report step reads it."""
+        if self._play is None:
+            return None
+        try:
+            hostvars = self._play.get_variable_manager().get_vars(play=self._play)["hostvars"]
+            for host in self._run.get("hosts") or []:
+                if host not in hostvars:
+                    continue
+                values = hostvars[host]
+                for name in ("report_webhook_url", "bemore_webhook_url"):
+                    if name in values and values[name]:
+                        return str(values[name])
+        except Exception:  # pylint: disable=broad-except
+            return None
+        return None
+
+    def _notify(self, core, report, paths, settings=None):
+        """The same notification as the run's own report step; never raises, never names the URL."""
+        settings = self._run.get("notify") if settings is None else settings
+        try:
+            page = core.page_url((settings or {}).get("url_base"), report) if paths.get("html") else None
+            return core.notify(report, core.summary_lines(report), settings, self._webhook_url(), page)
+        except Exception as exc:  # pylint: disable=broad-except
+            return "failed: %s" % type(exc).__name__
 
     def _write(self, core, report, outcome):
         html = None
@@ -189,8 +237,18 @@ class CallbackModule(CallbackBase):
         for value in (data.get("ansible_facts") or {}).values():
             if _looks_like_step(value):
                 found.append((host, value))
+        if not found and self._changed_host(data):
+            # What changed a host is journaled as soon as it is done: a run that dies next still reports it.
+            core = self._utils()
+            found.append((host, core.change_step(result.task_name or "unnamed task", core.change_figures(data))))
         for name, stp in found:
             self._record(name, stp)
+
+    def _changed_host(self, data):
+        if not data.get("changed") or self._run.get("check_mode") or data.get("_ansible_delegated_vars"):
+            return False  # a check-mode run changed nothing; delegated tasks are the control node's own files
+        # The run's own maintenance lock is not a change it reports.
+        return not ("lock_file" in data and "acquired" in data)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         if self._run is None or ignore_errors:
@@ -202,22 +260,30 @@ class CallbackModule(CallbackBase):
             self._failure(result, "unreachable")
 
     def _failure(self, result, kind):
-        msg = result.result.get("msg") if isinstance(result.result, dict) else None
+        data = result.result if isinstance(result.result, dict) else {}
+        msg = data.get("msg")
         if isinstance(msg, (list, tuple)):
             msg = "; ".join(str(m) for m in msg)
         # A task under no_log shows its name only: its message may hold a secret.
-        if isinstance(result.result, dict) and result.result.get("_ansible_no_log"):
+        if data.get("_ansible_no_log"):
             msg = None
-        text = "%s at task '%s'" % (kind, result.task_name or "unnamed")
+        failure = {"kind": kind, "task": result.task_name or "unnamed"}
+        if isinstance(data.get("rc"), int) and not isinstance(data.get("rc"), bool):
+            failure["rc"] = data["rc"]
         if msg:
             try:
                 self._utils()
             except Exception:  # pylint: disable=broad-except
                 pass
             redact = getattr(sys.modules.get("ansible.module_utils.report_html"), "redact", None)
-            text += ": %s" % (redact(str(msg)) if redact else msg)
+            failure["reason"] = (redact(str(msg)) if redact else str(msg)).strip()
         # The last failure is the one that stopped the host (earlier ones may have been rescued).
-        self._failures[result.host.get_name()] = text
+        host = result.host.get_name()
+        self._failures[host] = failure
+        try:
+            self._utils().journal_append(self._run["journal"], {"host": host, "failure": failure})
+        except (OSError, AttributeError) as exc:
+            self._display.vvv("runbook_journal: cannot append to %s: %s" % (self._run.get("journal"), exc))
 
     def v2_playbook_on_stats(self, stats):
         if self._run is None or self._reported or os.getpid() != self._pid:

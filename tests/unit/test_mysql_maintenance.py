@@ -376,10 +376,10 @@ def test_wrong_credentials_give_a_clear_error_and_change_nothing(run_module, bac
 
 
 @pytest.mark.parametrize("extra, status", [
-    ({"login_port": 1, "connect_timeout": 2}, "skipped"),
-    ({"login_port": 1, "connect_timeout": 2, "skip_unreachable": False}, "failed"),
-    ({"schema": "no_such_schema_here"}, "skipped"),
-    ({"schema": "no_such_schema_here", "skip_unreachable": False}, "failed"),
+    ({"login_port": 1, "connect_timeout": 2, "skip_unreachable": True}, "skipped"),
+    ({"login_port": 1, "connect_timeout": 2}, "failed"),
+    ({"schema": "no_such_schema_here", "skip_unreachable": True}, "skipped"),
+    ({"schema": "no_such_schema_here"}, "failed"),
 ])
 def test_no_database_is_skipped_or_failed(run_module, tmp_path, extra, status):
     db_or_skip().close()
