@@ -110,6 +110,9 @@ def _reading(api, name):
     """(data, error text) of one API reading."""
     reading = (api or {}).get(name) or {}
     err = reading.get("error")
+    if err and err.get("kind") == "rate_limited":
+        # Named as not read, not as a failure of the backend: it answered.
+        return reading.get("data"), "%s not read: %s" % (err["endpoint"], err["reason"])
     return reading.get("data"), ("%s: %s" % (err["endpoint"], err["reason"]) if err else None)
 
 

@@ -31,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.module_utils.bemore_api import (
-    ApiError, Client, ENDPOINTS, TRANSPORT, parse_cleanup_stats, parse_error_stats, parse_health,
-    parse_monitoring_health, parse_rate_limit, parse_session_start, session_end_path,
+    ApiError, Client, ENDPOINTS, TRANSPORT, expect_json, parse_cleanup_stats, parse_error_stats, parse_health,
+    parse_monitoring_health, parse_rate_limit, parse_session_start, rate_limited_reason, retry_after_s,
+    session_end_path,
 )
 
 # What each check needs from the API.
@@ -86,16 +87,28 @@ def _reading(client, path, parser):
 
 
 def read_latency(client, paths, samples):
-    """Timed sequential GETs without retries (a retry would hide its own latency)."""
+    """Timed sequential GETs without retries (a retry would hide its own latency).
+
+    A 429 is not a failed request: the service answered, this address has
+    spent its quota. Sampling stops there (every further sample would be
+    refused as well) and the result names it under ``rate_limited``.
+    """
     times, failed, failures, endpoints = [], 0, [], {}
+    limited = None
     for path in paths:
         mine = []
-        for _sample in range(samples):
+        for _sample in range(samples if limited is None else 0):
             started = time.monotonic()
             try:
                 resp = client.request("GET", path, retry=False)
+                if resp.status == 429:
+                    expect_json(resp, path)
                 if resp.status >= 400:
                     raise ApiError(path, "HTTP %d" % resp.status, resp.status)
+            except ApiError as exc:
+                if exc.kind == "rate_limited":
+                    limited = exc.as_dict()
+                    break
             except ApiError as exc:
                 failed += 1
                 if len(failures) < 10:
@@ -104,7 +117,8 @@ def read_latency(client, paths, samples):
             mine.append((time.monotonic() - started) * 1000.0)
         endpoints[path] = {"samples": len(mine), "median_ms": _median(mine), "max_ms": round(max(mine), 1) if mine else None}
         times.extend(mine)
-    return {"times_ms": [round(t, 2) for t in times], "failed": failed, "failures": failures, "endpoints": endpoints}
+    return {"times_ms": [round(t, 2) for t in times], "failed": failed, "failures": failures, "endpoints": endpoints,
+            "rate_limited": limited}
 
 
 def _median(values):
@@ -129,6 +143,11 @@ def read_cors(client, path, frontend, foreign):
         except ApiError as exc:
             out["problems"].append("the preflight from %s failed: %s" % (origin, exc))
             out["error"] = exc.as_dict()
+            return out
+        if resp.status == 429:
+            err = ApiError(path, rate_limited_reason(retry_after_s(resp.headers)), 429, "rate_limited")
+            out["problems"].append("the preflight from %s not read: %s" % (origin, err.reason))
+            out["error"] = err.as_dict()
             return out
         allowed = resp.header("Access-Control-Allow-Origin")
         out[label + "_status"] = resp.status
