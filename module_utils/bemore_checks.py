@@ -337,7 +337,8 @@ def run_session(client, body, end_timeout=60.0):
     except ApiError as exc:
         return {"session_id": None, "ended": False, "error": str(exc), "end_error": None}
     out = {"session_id": session["session_id"], "ended": False, "error": None, "end_error": None}
-    ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers)
+    ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers,
+                   validate_certs=client.validate_certs)
     try:
         ender.post_json(session_end_path(session["session_id"]), {})
         out["ended"] = True

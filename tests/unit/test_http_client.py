@@ -7,9 +7,12 @@ can wait for a condition."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import urllib.request
@@ -256,3 +259,47 @@ def test_a_rate_limited_sweep_names_each_reading_not_read(sim_factory):
         assert out[name]["error"]["kind"] == "rate_limited", name
     assert out["latency"]["failed"] == 0 and out["latency"]["rate_limited"]["kind"] == "rate_limited"
     assert "recheck" not in out
+
+
+# --- HTTPS with a certificate made here ---------------------------------------
+
+class SessionApi(http.server.BaseHTTPRequestHandler):
+    """Just enough of the session routes, over TLS, to start and end a session."""
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/api/session/start":
+            status, body = 201, {"success": True, "data": {"sessionId": "sess_1_abcd"}}
+        else:
+            status, body = 200, {"success": True, "data": {"status": "ended"}}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def https_api(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "5", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SessionApi)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "https://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+
+
+def test_the_session_end_keeps_the_clients_certificate_setting(https_api):
+    out = run_session(Client(https_api, timeout=5, retries=0, validate_certs=False), {"userId": "t", "counselorId": "t"},
+                      end_timeout=5)
+    assert out["session_id"] == "sess_1_abcd" and out["ended"] is True, out
+    strict = run_session(Client(https_api, timeout=5, retries=0), {"userId": "t", "counselorId": "t"}, end_timeout=5)
+    assert strict["session_id"] is None and "CERTIFICATE_VERIFY_FAILED" in strict["error"]
