@@ -627,9 +627,12 @@ def performance_step(latency, process, cfg):
     if failed:
         problems.append("%d of the timed requests failed" % failed)
     limited = (latency or {}).get("rate_limited")
+    unread = (latency or {}).get("not_read")
     if limited:
         # The service answered; this address had spent its quota.
         problems.append("latency samples not read after %d: %s" % (len(times), limited.get("reason")))
+    elif unread:
+        problems.append("latency samples %s" % unread.get("reason"))
     elif latency is not None and not times:
         problems.append("no timed request succeeded")
     rss = cpu = None

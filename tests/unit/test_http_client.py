@@ -303,3 +303,34 @@ def test_the_session_end_keeps_the_clients_certificate_setting(https_api):
     assert out["session_id"] == "sess_1_abcd" and out["ended"] is True, out
     strict = run_session(Client(https_api, timeout=5, retries=0), {"userId": "t", "counselorId": "t"}, end_timeout=5)
     assert strict["session_id"] is None and "CERTIFICATE_VERIFY_FAILED" in strict["error"]
+
+
+# --- one bound per host, not one per call --------------------------------------
+
+def test_after_health_timed_out_no_other_call_is_sent_and_each_is_named(sim_factory):
+    sim = sim_factory("dribble_s=0.5")
+    client = Client(sim.url, timeout=1.5, retries=0)
+    out = read_host(client, {"health", "error_stats", "monitoring", "cleanup", "latency", "cors"},
+                    {"latency_paths": ["/health"], "latency_samples": 3, "frontend_origin": "https://app.bemore.dev"})
+    assert out["health"]["error"]["kind"] == "timeout"
+    assert set(sim_state(sim)["authorizations"]) == {"GET /health"}
+    for name in ("error_stats", "monitoring", "cleanup"):
+        assert out[name]["error"]["reason"].startswith("not read: /health did not answer (timed out"), out[name]
+    assert out["latency"]["not_read"]["kind"] == "not_read"
+    assert out["cors"]["problems"][0].startswith("the preflights were not sent: not read: /health did not answer")
+
+
+def test_latency_sampling_stops_at_the_first_timeout(sim_factory):
+    from ansible.module_utils.bemore_checks import read_latency
+    sim = sim_factory("dribble_s=0.5")
+    client = Client(sim.url, timeout=1, retries=0)
+    out = read_latency(client, ["/health", "/api/errors/stats"], 4)
+    assert out["failed"] == 1 and out["stopped_after_timeout"] is True
+    assert out["failures"][0]["kind"] == "timeout" and out["times_ms"] == []
+
+
+def test_failed_latency_samples_are_failures_not_times(sim):
+    from ansible.module_utils.bemore_checks import read_latency
+    sim.fault(status_5xx=502)
+    out = read_latency(Client(sim.url, timeout=3, retries=0), ["/health"], 3)
+    assert out["failed"] == 3 and out["times_ms"] == [] and out["stopped_after_timeout"] is False

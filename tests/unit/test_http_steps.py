@@ -87,3 +87,12 @@ def test_all_latency_samples_rate_limited_is_not_no_request_succeeded():
     stp = performance_step(latency, None, {"api_target_ms": 200})
     assert stp["severity"] == "medium"
     assert "no timed request succeeded" not in stp["problems"]
+
+
+def test_latency_not_read_because_health_did_not_answer_says_so():
+    latency = {"times_ms": [], "failed": 0, "failures": [], "endpoints": {}, "rate_limited": None,
+               "not_read": {"endpoint": "/health", "kind": "not_read",
+                            "reason": "not read: /health did not answer (timed out)"}}
+    stp = performance_step(latency, None, {"api_target_ms": 200})
+    assert "latency samples not read: /health did not answer (timed out)" in stp["problems"]
+    assert "no timed request succeeded" not in stp["problems"]
