@@ -79,6 +79,8 @@ class ApiError(Exception):
         self.status = status
         self.kind = kind
         self.reset_s = reset_s
+        # The limit a refused answer announced, when it announced one.
+        self.rate = None
 
     def as_dict(self):
         out = {"endpoint": self.endpoint, "reason": self.reason, "status": self.status, "kind": self.kind}
@@ -537,7 +539,11 @@ def expect_json(resp, endpoint):
     """The JSON body of a 2xx answer; ApiError for anything else (kind rate_limited for a 429)."""
     if resp.status == 429:
         reset = retry_after_s(resp.headers)
-        raise ApiError(endpoint, rate_limited_reason(reset), 429, "rate_limited", reset)
+        err = ApiError(endpoint, rate_limited_reason(reset), 429, "rate_limited", reset)
+        # The refusal still announces the limit (RateLimit-*): the API
+        # security check reads it from here rather than send more.
+        err.rate = parse_rate_limit(resp.headers)
+        raise err
     if not 200 <= resp.status < 300:
         parsed = None
         try:

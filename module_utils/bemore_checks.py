@@ -69,7 +69,7 @@ def read_health(client):
         return resp, parse_health(body)
     got, err, ms = _timed(call)
     if err is not None:
-        return {"health": None, "error": err.as_dict(), "response_ms": None, "rate": None}
+        return {"health": None, "error": err.as_dict(), "response_ms": None, "rate": err.rate}
     resp, health = got
     return {"health": health, "error": None, "response_ms": round(resp.elapsed * 1000.0, 1),
             "rate": parse_rate_limit(resp.headers)}

@@ -334,3 +334,11 @@ def test_failed_latency_samples_are_failures_not_times(sim):
     sim.fault(status_5xx=502)
     out = read_latency(Client(sim.url, timeout=3, retries=0), ["/health"], 3)
     assert out["failed"] == 3 and out["times_ms"] == [] and out["stopped_after_timeout"] is False
+
+
+def test_the_limit_is_read_from_the_429_itself(sim_factory):
+    sim = sim_factory(extra=["--rate-limit", "3", "--rate-window", "600"])
+    spend_quota(sim, 3)
+    out = read_host(Client(sim.url, timeout=3, retries=0), {"health", "rate"}, {})
+    assert out["health"]["error"]["kind"] == "rate_limited"
+    assert out["rate"]["limit"] == 3 and out["rate"]["remaining"] == 0 and out["rate"]["source"] == "/health"
