@@ -196,7 +196,7 @@ def retry_after_s(headers, now=None):
             if when is None or when.tzinfo is None:
                 continue
             seconds = when.timestamp() - (time.time() if now is None else now)
-        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        if not math.isfinite(seconds):
             continue
         return max(0, int(math.ceil(seconds)))
     return None
@@ -379,7 +379,9 @@ class Client(object):
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
-        if not self.timeout > 0 or self.retries < 0 or not self.backoff >= 0 or math.isinf(self.timeout + self.backoff):
+        # NaN fails every comparison, so only "in range" tests reject it.
+        if not (math.isfinite(self.timeout) and math.isfinite(self.backoff) and self.timeout > 0 and self.backoff >= 0) \
+                or self.retries < 0:
             raise ValueError("timeout must be > 0, retries and backoff >= 0, all finite")
         self.headers = {"Accept": "application/json", "User-Agent": user_agent}
         self.headers.update(headers or {})

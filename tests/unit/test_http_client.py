@@ -342,3 +342,11 @@ def test_the_limit_is_read_from_the_429_itself(sim_factory):
     out = read_host(Client(sim.url, timeout=3, retries=0), {"health", "rate"}, {})
     assert out["health"]["error"]["kind"] == "rate_limited"
     assert out["rate"]["limit"] == 3 and out["rate"]["remaining"] == 0 and out["rate"]["source"] == "/health"
+
+
+@pytest.mark.parametrize("kwargs", [{"timeout": float("nan")}, {"timeout": float("inf")}, {"timeout": 0},
+                                    {"backoff": float("nan")}, {"backoff": -1}, {"retries": -1}])
+def test_a_client_with_an_unbounded_or_negative_setting_is_refused(kwargs):
+    with pytest.raises(ValueError) as err:
+        Client("http://127.0.0.1:1", **kwargs)
+    assert "finite" in str(err.value)
