@@ -350,3 +350,12 @@ def test_a_client_with_an_unbounded_or_negative_setting_is_refused(kwargs):
     with pytest.raises(ValueError) as err:
         Client("http://127.0.0.1:1", **kwargs)
     assert "finite" in str(err.value)
+
+
+def test_a_cut_json_200_on_health_answers_but_not_with_the_health_json(run_module, sim):
+    from tests.unit.test_check_modules import by_step, inputs_for, sweep
+    sim.fault(malformed_json=True)
+    health = by_step(sweep(run_module, {"api1": inputs_for(sim.url)}, roles=["health_check"]), "api1")["health"]
+    assert health["status"] == "critical" and "service down" not in health["summary"]
+    assert health["summary"].startswith("/health answers, but not with the health JSON: the answer is not JSON (HTTP 200, ")
+    assert health["figures"]["reachable"] is True
