@@ -359,3 +359,21 @@ def test_a_cut_json_200_on_health_answers_but_not_with_the_health_json(run_modul
     assert health["status"] == "critical" and "service down" not in health["summary"]
     assert health["summary"].startswith("/health answers, but not with the health JSON: the answer is not JSON (HTTP 200, ")
     assert health["figures"]["reachable"] is True
+
+
+def test_the_simulators_redirect_and_dribble_faults_refuse_bad_values():
+    import os
+    import sys
+    from tests.conftest import REPO
+    sys.path.insert(0, os.path.join(REPO, "sandbox"))
+    import bemore_sim  # pylint: disable=import-outside-toplevel
+    assert bemore_sim.parse_fault("redirect", "http://127.0.0.1:9/") == "http://127.0.0.1:9"
+    assert bemore_sim.parse_fault("redirect", "self") == "self"
+    assert bemore_sim.parse_fault("redirect", "") is None
+    for bad in ("ftp://x", "http://x/path", "127.0.0.1:9"):
+        with pytest.raises(ValueError, match="redirect wants an origin"):
+            bemore_sim.parse_fault("redirect", bad)
+    assert bemore_sim.parse_fault("dribble_s", "0.5") == 0.5
+    for bad in ("-1", "nan", "61", "slow"):
+        with pytest.raises(ValueError, match="dribble_s"):
+            bemore_sim.parse_fault("dribble_s", bad)
