@@ -15,7 +15,9 @@ description:
     from the answers recorded from the running backend). Unknown fields are
     ignored; a field the backend may leave null is returned as null.
   - An answer that is not JSON, not 2xx, or lacks what the call needs is a
-    failure that names the endpoint and the field.
+    failure that names the endpoint and the field. A 429 fails as C(error.kind=rate_limited) with the seconds
+    until the limit resets (C(error.reset_s)); a redirect to another origin fails as C(error.kind=redirect),
+    not followed.
   - The runbook checks read every host at once with C(bemore_checks); this
     module is for single calls (a deployment waiting for its commit, an
     incident's re-check).

@@ -25,6 +25,11 @@ description:
   - A host whose C(/health) answered but whose later calls could not connect
     is checked once more; a service that went down during the run is
     critical.
+  - A 429 (the backend's limit of 600 requests per 10 minutes per address
+    covers C(/health) too) is reported as rate limited with its reset, a
+    warning, never as the service down; each other reading it refused is
+    named as not read. A redirect to another origin is not followed (the
+    token stays with the configured origin) and is a finding.
 version_added: "2.0.0"
 options:
   inputs:
@@ -110,6 +115,9 @@ def _reading(api, name):
     """(data, error text) of one API reading."""
     reading = (api or {}).get(name) or {}
     err = reading.get("error")
+    if err and err.get("kind") == "rate_limited":
+        # Named as not read, not as a failure of the backend: it answered.
+        return reading.get("data"), "%s not read: %s" % (err["endpoint"], err["reason"])
     return reading.get("data"), ("%s: %s" % (err["endpoint"], err["reason"]) if err else None)
 
 

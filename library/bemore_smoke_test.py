@@ -24,7 +24,7 @@ options:
     type: dict
     default: {userId: test, counselorId: test}
   end_timeout:
-    description: Seconds to wait for the session end.
+    description: Total seconds to wait for the session end (connect, headers and body together).
     type: float
     default: 60
   error_rate:

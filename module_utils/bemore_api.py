@@ -17,15 +17,21 @@ test instead of being served back.
 from __future__ import annotations
 
 import datetime
+import email.utils
+import functools
+import http.client
 import json
+import math
 import re
 import socket
 import ssl
+import threading
 import time
+import uuid
 
 from urllib.error import HTTPError, URLError
-from urllib.parse import quote, urlsplit
-from urllib.request import HTTPHandler, HTTPSHandler, Request, build_opener
+from urllib.parse import quote, urljoin, urlsplit
+from urllib.request import HTTPHandler, HTTPRedirectHandler, HTTPSHandler, Request, build_opener
 
 # The guide's eight categories. The backend's /api/monitoring/errors/{CATEGORY}
 # counts the entries whose own ``type`` equals the category, so its total is
@@ -57,22 +63,30 @@ ENDPOINTS = {
 RUNBOOK_REQUEST_ID_PREFIX = "bemore-runbook-"
 
 # Errors of a request, by what went wrong; the checks treat a refused
-# connection differently from an answer they could not use.
+# connection differently from an answer they could not use. Other kinds:
+# http (a 4xx/5xx), json (not JSON), contract (a field missing), redirect (to
+# another origin, not followed) and rate_limited (a 429: the service answers).
 TRANSPORT = ("connect", "timeout")
 
 
 class ApiError(Exception):
     """An endpoint could not be read, or its answer lacks what a check needs."""
 
-    def __init__(self, endpoint, reason, status=None, kind="http"):
+    def __init__(self, endpoint, reason, status=None, kind="http", reset_s=None):
         super().__init__("%s: %s" % (endpoint, reason))
         self.endpoint = endpoint
         self.reason = reason
         self.status = status
         self.kind = kind
+        self.reset_s = reset_s
+        # The limit a refused answer announced, when it announced one.
+        self.rate = None
 
     def as_dict(self):
-        return {"endpoint": self.endpoint, "reason": self.reason, "status": self.status, "kind": self.kind}
+        out = {"endpoint": self.endpoint, "reason": self.reason, "status": self.status, "kind": self.kind}
+        if self.kind == "rate_limited":
+            out["reset_s"] = self.reset_s
+        return out
 
 
 class ContractError(ApiError):
@@ -127,14 +141,201 @@ def check_base_url(url, name="bemore_base_url"):
 
 # --- the HTTP client ---------------------------------------------------------
 
+# Same-origin redirects followed per request; a redirect to another origin is
+# never followed (the token would go with it).
+MAX_REDIRECTS = 5
+# An answer larger than this is not one of the backend's JSON answers.
+MAX_BODY = 16 * 1048576
+_CHUNK = 65536
+
+
+def origin_of(url):
+    """(scheme, host, port) of a URL, the port filled in; None when it has no host."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        return None
+    return (parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80))
+
+
+def shown_origin(url):
+    """The origin of a URL as text, never its userinfo, path or query (they may hold secrets)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s%s" % (parts.scheme or "?", host, ":%d" % port if port else "")
+
+
+def new_request_id():
+    """A request id the backend logs as reqId= and the error rate leaves out."""
+    return RUNBOOK_REQUEST_ID_PREFIX + uuid.uuid4().hex
+
+
+def retry_after_s(headers, now=None):
+    """Seconds until a 429's limit resets: RateLimit-Reset, else Retry-After (seconds or an HTTP date); None."""
+    h = dict((str(k).lower(), str(v).strip()) for k, v in (headers or {}).items())
+    for name in ("ratelimit-reset", "retry-after"):
+        value = h.get(name)
+        if not value:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when is None or when.tzinfo is None:
+                continue
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        if not math.isfinite(seconds):
+            continue
+        return max(0, int(math.ceil(seconds)))
+    return None
+
+
+def rate_limited_reason(reset_s):
+    if reset_s is None:
+        return "rate limited (HTTP 429, no reset time announced)"
+    return "rate limited (HTTP 429, resets in %d s)" % reset_s
+
+
+class _Deadline(object):
+    """The total deadline of one exchange: connect, headers and body together.
+
+    The sockets' own timeout is per operation, so a server that sends a byte
+    now and then never trips it. A timer shuts the connection's socket down
+    when the deadline passes, which ends whatever read is waiting.
+    """
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._conns = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+    def remaining(self):
+        return self.end - time.monotonic()
+
+    def attach(self, conn):
+        with self._lock:
+            self._conns.append(conn)
+            expired = self.expired
+        if expired:
+            self._expire()
+
+    def fit_socket(self):
+        """The sockets' per-operation timeout cut to the time left."""
+        left = self.remaining()
+        if left <= 0:
+            raise socket.timeout("deadline passed")
+        for conn in list(self._conns):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.settimeout(left)
+                except OSError:
+                    pass
+
+    def _expire(self):
+        with self._lock:
+            self.expired = True
+            conns = list(self._conns)
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _bounded(base):
+    class Bounded(base):
+        def __init__(self, *args, **kwargs):
+            self._deadline = kwargs.pop("deadline")
+            base.__init__(self, *args, **kwargs)
+            self._deadline.attach(self)
+
+        def connect(self):
+            left = self._deadline.remaining()
+            if left <= 0:
+                raise socket.timeout("deadline passed")
+            self.timeout = left
+            base.connect(self)
+    Bounded.__name__ = "Bounded" + base.__name__
+    return Bounded
+
+
+_BoundedHTTPConnection = _bounded(http.client.HTTPConnection)
+_BoundedHTTPSConnection = _bounded(http.client.HTTPSConnection)
+
+
+class _BoundedHTTPHandler(HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(functools.partial(_BoundedHTTPConnection, deadline=req.bemore_deadline), req)
+
+
+class _BoundedHTTPSHandler(HTTPSHandler):
+    def __init__(self, context):
+        HTTPSHandler.__init__(self, context=context)
+        self.bemore_context = context
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_BoundedHTTPSConnection, deadline=req.bemore_deadline), req,
+                            context=self.bemore_context)
+
+
+class _NoRedirect(HTTPRedirectHandler):
+    """Every redirect comes back to the client as its 3xx answer; Client decides."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def _read_body(resp, deadline):
+    """The whole body, in chunks, each read with the time left; socket.timeout when the deadline passes."""
+    chunks, size = [], 0
+    read = getattr(resp, "read1", None) or resp.read
+    while True:
+        deadline.fit_socket()
+        chunk = read(_CHUNK)
+        if deadline.expired:
+            raise socket.timeout("deadline passed")
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ValueError("the answer is larger than %d MB" % (MAX_BODY // 1048576))
+        chunks.append(chunk)
+
+
 class Response(object):
     """One HTTP answer: status, headers (lower-case names), body bytes, seconds taken."""
 
-    def __init__(self, status, headers, raw, elapsed):
+    def __init__(self, status, headers, raw, elapsed, url=None):
         self.status = status
         self.headers = dict((k.lower(), v) for k, v in (headers or {}).items())
         self.raw = raw
         self.elapsed = elapsed
+        self.url = url
 
     def header(self, name):
         return self.headers.get(name.lower())
@@ -144,18 +345,29 @@ class Response(object):
         try:
             return json.loads(self.raw.decode("utf-8")) if self.raw else None
         except (UnicodeDecodeError, ValueError):
-            raise ApiError(endpoint, "answer is not JSON (HTTP %d, %d bytes)" % (self.status, len(self.raw)),
-                           self.status, "json")
+            kind = (self.header("Content-Type") or "no content type").split(";")[0].strip()
+            raise ApiError(endpoint, "the answer is not JSON (HTTP %d, %s, %d bytes)"
+                           % (self.status, kind, len(self.raw)), self.status, "json")
 
 
 class Client(object):
     """A small JSON-over-HTTP client with bounded, idempotent-only retries.
 
-    The wall time of one request is bounded by
-    ``timeout * (retries + 1) + backoff * (2**retries - 1)``. Only GET, HEAD
-    and OPTIONS are retried, and only after a transport error, a timeout or
-    a 5xx: a 4xx is the server's considered answer, and a POST may have
-    taken effect (a second test session).
+    Every exchange has a total deadline of ``timeout`` seconds (connect,
+    headers and body together, not per socket read), and a whole request
+    with its retries and waits is bounded by
+    ``timeout * (retries + 1) + backoff * (2**retries - 1)``
+    (``max_wall_time``). Only GET, HEAD and OPTIONS are retried, and only
+    after a transport error, a timeout, a 5xx or a 429: a 4xx is the
+    server's considered answer, and a POST may have taken effect (a second
+    test session). After a 429 the client waits as long as RateLimit-Reset
+    (or Retry-After) says when that wait and one more attempt fit in what
+    is left of the bound; otherwise the 429 is the answer.
+
+    Every request carries ``X-Request-Id: RUNBOOK_REQUEST_ID_PREFIX...``,
+    unique per exchange. The token goes only to the configured origin
+    (scheme, host, port): a redirect to another origin is never followed
+    (ApiError kind ``redirect``); a same-origin one is, up to MAX_REDIRECTS.
     """
 
     IDEMPOTENT = ("GET", "HEAD", "OPTIONS")
@@ -163,22 +375,26 @@ class Client(object):
     def __init__(self, base_url, timeout=10.0, retries=2, backoff=0.5, validate_certs=True,
                  headers=None, api_token=None, user_agent="bemore-runbooks"):
         self.base_url = check_base_url(base_url)
+        self.origin = origin_of(self.base_url)
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
-        if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("timeout must be > 0, retries and backoff >= 0")
+        # NaN fails every comparison, so only "in range" tests reject it.
+        if not (math.isfinite(self.timeout) and math.isfinite(self.backoff) and self.timeout > 0 and self.backoff >= 0) \
+                or self.retries < 0:
+            raise ValueError("timeout must be > 0, retries and backoff >= 0, all finite")
         self.headers = {"Accept": "application/json", "User-Agent": user_agent}
         self.headers.update(headers or {})
         if api_token:
             self.headers["Authorization"] = "Bearer %s" % api_token
-        handlers = [HTTPHandler()]
+        self.validate_certs = validate_certs
+        handlers = [_BoundedHTTPHandler(), _NoRedirect()]
         if self.base_url.startswith("https"):
             ctx = ssl.create_default_context()
             if not validate_certs:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            handlers.append(HTTPSHandler(context=ctx))
+            handlers.append(_BoundedHTTPSHandler(ctx))
         self._opener = build_opener(*handlers)
 
     def max_wall_time(self):
@@ -188,10 +404,10 @@ class Client(object):
         return self.base_url + path
 
     def request(self, method, path, body=None, extra_headers=None, retry=True):
-        """Return a Response for any HTTP status below 500 (after retries for 5xx).
+        """Return a Response for any HTTP status below 500 (after retries for 5xx and 429).
 
-        Raises ApiError with a readable reason and ``kind`` connect, timeout
-        or http (5xx); never lets a socket exception escape.
+        Raises ApiError with a readable reason and ``kind`` connect, timeout,
+        redirect or http (5xx); never lets a socket exception escape.
         """
         data = None
         headers = dict(self.headers)
@@ -200,40 +416,91 @@ class Client(object):
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
         attempts = self.retries + 1 if retry and method in self.IDEMPOTENT else 1
+        bound = time.monotonic() + (self.max_wall_time() if attempts > 1 else self.timeout)
         last = None
+        wait = 0.0
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
+                if bound - time.monotonic() - wait <= 0:
+                    break
+                time.sleep(wait)
             started = time.monotonic()
+            # Never past the bound, whatever the waits before took.
+            allowed = min(self.timeout, bound - started)
             try:
-                resp = self._opener.open(Request(self.url(path), data=data, headers=headers, method=method),
-                                         timeout=self.timeout)
-                status, raw, rheaders = resp.status, resp.read(), dict(resp.headers)
-            except HTTPError as exc:
-                status, rheaders = exc.code, dict(exc.headers or {})
-                try:
-                    raw = exc.read()
-                except Exception:  # pylint: disable=broad-except
-                    raw = b""
-            except (socket.timeout, TimeoutError):
-                last = ApiError(path, "timed out after %.1fs" % self.timeout, kind="timeout")
-                continue
-            except URLError as exc:
-                reason = exc.reason
-                if isinstance(reason, (socket.timeout, TimeoutError)):
-                    last = ApiError(path, "timed out after %.1fs" % self.timeout, kind="timeout")
-                else:
-                    last = ApiError(path, "cannot connect to %s: %s" % (self.base_url, reason), kind="connect")
-                continue
-            except (OSError, ValueError) as exc:
-                last = ApiError(path, "request failed: %s" % exc, kind="connect")
+                status, rheaders, raw, url = self._exchange(method, path, data, headers, allowed)
+            except ApiError as exc:
+                if exc.kind == "redirect":
+                    raise
+                last = exc
+                wait = self.backoff * (2 ** attempt)
                 continue
             elapsed = time.monotonic() - started
             if status >= 500:
                 last = ApiError(path, "HTTP %d%s" % (status, _error_suffix(raw)), status, "http")
+                wait = self.backoff * (2 ** attempt)
                 continue
-            return Response(status, rheaders, raw, elapsed)
+            resp = Response(status, rheaders, raw, elapsed, url)
+            if status == 429:
+                reset = retry_after_s(rheaders)
+                left = bound - time.monotonic()
+                if attempt + 1 < attempts and reset is not None and reset + self.timeout <= left:
+                    last, wait = resp, float(reset)
+                    continue
+            return resp
+        if isinstance(last, Response):
+            return last
         raise last
+
+    def _exchange(self, method, path, data, headers, seconds):
+        """(status, headers, body, url) of one request and its same-origin redirects, all within ``seconds``."""
+        url = self.url(path)
+        with _Deadline(seconds) as deadline:
+            for _hop in range(MAX_REDIRECTS + 1):
+                status, rheaders, raw = self._send(method, url, data, headers, deadline, path, seconds)
+                location = rheaders.get("location") if status in (301, 302, 303, 307, 308) else None
+                if not location:
+                    return status, rheaders, raw, url
+                target = urljoin(url, location)
+                if origin_of(target) != self.origin:
+                    raise ApiError(path, "redirected to %s (HTTP %d); not followed: the token is sent only to %s"
+                                   % (shown_origin(target), status, self.base_url), status, "redirect")
+                url = target
+                if status == 303 or (status in (301, 302) and method not in ("GET", "HEAD")):
+                    method, data = "GET", None
+                    headers = dict((k, v) for k, v in headers.items() if k.lower() != "content-type")
+        raise ApiError(path, "more than %d redirects" % MAX_REDIRECTS, status, "redirect")
+
+    def _send(self, method, url, data, headers, deadline, path, seconds):
+        """One HTTP exchange; ApiError for a transport failure or a passed deadline."""
+        headers = dict(headers)
+        headers["X-Request-Id"] = new_request_id()
+        req = Request(url, data=data, headers=headers, method=method)
+        req.bemore_deadline = deadline
+        resp = None
+        try:
+            try:
+                resp = self._opener.open(req, timeout=max(deadline.remaining(), 0.001))
+                status, body = resp.status, resp
+            except HTTPError as exc:
+                resp = exc
+                status, body = exc.code, exc.fp
+            rheaders = dict((k.lower(), v) for k, v in (resp.headers or {}).items())
+            raw = _read_body(body, deadline) if body is not None else b""
+            return status, rheaders, raw
+        except Exception as exc:  # pylint: disable=broad-except
+            if deadline.expired or deadline.remaining() <= 0 or _is_timeout(exc):
+                raise ApiError(path, "timed out: no complete answer within the %.1fs deadline" % seconds, kind="timeout")
+            reason = exc.reason if isinstance(exc, URLError) else exc
+            if isinstance(exc, ValueError) and not isinstance(exc, http.client.HTTPException):
+                raise ApiError(path, "request failed: %s" % exc, kind="connect")
+            raise ApiError(path, "cannot connect to %s: %s" % (self.base_url, reason), kind="connect")
+        finally:
+            if resp is not None:
+                try:
+                    resp.close()
+                except Exception:  # pylint: disable=broad-except
+                    pass
 
     def get_json(self, path, retry=True):
         """(Response, parsed body) of a GET that must answer 2xx with JSON."""
@@ -243,6 +510,12 @@ class Client(object):
     def post_json(self, path, body):
         resp = self.request("POST", path, body=body)
         return resp, expect_json(resp, path)
+
+
+def _is_timeout(exc):
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return True
+    return isinstance(exc, URLError) and isinstance(exc.reason, (socket.timeout, TimeoutError))
 
 
 def client_argument_spec():
@@ -265,7 +538,14 @@ def client_from_params(p):
 
 
 def expect_json(resp, endpoint):
-    """The JSON body of a 2xx answer; ApiError for anything else."""
+    """The JSON body of a 2xx answer; ApiError for anything else (kind rate_limited for a 429)."""
+    if resp.status == 429:
+        reset = retry_after_s(resp.headers)
+        err = ApiError(endpoint, rate_limited_reason(reset), 429, "rate_limited", reset)
+        # The refusal still announces the limit (RateLimit-*): the API
+        # security check reads it from here rather than send more.
+        err.rate = parse_rate_limit(resp.headers)
+        raise err
     if not 200 <= resp.status < 300:
         parsed = None
         try:

@@ -31,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.module_utils.bemore_api import (
-    ApiError, Client, ENDPOINTS, TRANSPORT, parse_cleanup_stats, parse_error_stats, parse_health,
-    parse_monitoring_health, parse_rate_limit, parse_session_start, session_end_path,
+    ApiError, Client, ENDPOINTS, TRANSPORT, expect_json, parse_cleanup_stats, parse_error_stats, parse_health,
+    parse_monitoring_health, parse_rate_limit, parse_session_start, rate_limited_reason, retry_after_s,
+    session_end_path,
 )
 
 # What each check needs from the API.
@@ -68,7 +69,7 @@ def read_health(client):
         return resp, parse_health(body)
     got, err, ms = _timed(call)
     if err is not None:
-        return {"health": None, "error": err.as_dict(), "response_ms": None, "rate": None}
+        return {"health": None, "error": err.as_dict(), "response_ms": None, "rate": err.rate}
     resp, health = got
     return {"health": health, "error": None, "response_ms": round(resp.elapsed * 1000.0, 1),
             "rate": parse_rate_limit(resp.headers)}
@@ -86,25 +87,42 @@ def _reading(client, path, parser):
 
 
 def read_latency(client, paths, samples):
-    """Timed sequential GETs without retries (a retry would hide its own latency)."""
+    """Timed sequential GETs without retries (a retry would hide its own latency).
+
+    A 429 is not a failed request: the service answered, this address has
+    spent its quota. Sampling stops there (every further sample would be
+    refused as well) and the result names it under ``rate_limited``. It
+    stops after a timeout too: each further sample would wait its whole
+    deadline, and one is the finding.
+    """
     times, failed, failures, endpoints = [], 0, [], {}
+    limited, stopped = None, False
     for path in paths:
         mine = []
-        for _sample in range(samples):
+        for _sample in range(0 if limited or stopped else samples):
             started = time.monotonic()
             try:
                 resp = client.request("GET", path, retry=False)
+                if resp.status == 429:
+                    expect_json(resp, path)
                 if resp.status >= 400:
                     raise ApiError(path, "HTTP %d" % resp.status, resp.status)
             except ApiError as exc:
+                if exc.kind == "rate_limited":
+                    limited = exc.as_dict()
+                    break
                 failed += 1
                 if len(failures) < 10:
                     failures.append(exc.as_dict())
+                if exc.kind == "timeout":
+                    stopped = True
+                    break
                 continue
             mine.append((time.monotonic() - started) * 1000.0)
         endpoints[path] = {"samples": len(mine), "median_ms": _median(mine), "max_ms": round(max(mine), 1) if mine else None}
         times.extend(mine)
-    return {"times_ms": [round(t, 2) for t in times], "failed": failed, "failures": failures, "endpoints": endpoints}
+    return {"times_ms": [round(t, 2) for t in times], "failed": failed, "failures": failures, "endpoints": endpoints,
+            "rate_limited": limited, "stopped_after_timeout": stopped}
 
 
 def _median(values):
@@ -129,6 +147,11 @@ def read_cors(client, path, frontend, foreign):
         except ApiError as exc:
             out["problems"].append("the preflight from %s failed: %s" % (origin, exc))
             out["error"] = exc.as_dict()
+            return out
+        if resp.status == 429:
+            err = ApiError(path, rate_limited_reason(retry_after_s(resp.headers)), 429, "rate_limited")
+            out["problems"].append("the preflight from %s not read: %s" % (origin, err.reason))
+            out["error"] = err.as_dict()
             return out
         allowed = resp.header("Access-Control-Allow-Origin")
         out[label + "_status"] = resp.status
@@ -213,6 +236,14 @@ def read_host(client, wants, cfg, inner_workers=4):
     if wants & {"health", "error_stats", "monitoring", "cleanup", "latency", "cors", "rate"}:
         # Health first and alone: the later calls are read against it.
         out["health"] = read_health(client)
+    unanswered = (out.get("health") or {}).get("error")
+    if unanswered and unanswered.get("kind") in TRANSPORT + ("rate_limited",):
+        # No answer in time, or this address's quota is spent: every other
+        # call would end the same way, each after its own deadline. Naming
+        # them as not read keeps a dead host's API time to one bound.
+        skipped = set(wants) & {"error_stats", "monitoring", "cleanup", "latency", "cors"}
+        wants = set(wants) - skipped
+        out.update(_not_read(unanswered, skipped, cfg))
     jobs = {}
     if "error_stats" in wants:
         jobs["error_stats"] = lambda: _reading(client, ENDPOINTS["error_stats"], parse_error_stats)
@@ -242,6 +273,32 @@ def read_host(client, wants, cfg, inner_workers=4):
     health = out.get("health")
     if health and health.get("health") and _lost_connection(out):
         out["recheck"] = read_health(client)
+    return out
+
+
+def _not_read(health_error, names, cfg):
+    """The readings left out because /health gave no answer (or a 429), each saying why."""
+    limited = health_error.get("kind") == "rate_limited"
+    reason = health_error["reason"] if limited else "not read: /health did not answer (%s)" % health_error["reason"]
+    kind = "rate_limited" if limited else "not_read"
+    paths = {"error_stats": ENDPOINTS["error_stats"], "monitoring": ENDPOINTS["monitoring_health"],
+             "cleanup": ENDPOINTS["temp_cleanup_stats"]}
+    out = {}
+    for name in names:
+        if name in paths:
+            err = {"endpoint": paths[name], "reason": reason, "status": None, "kind": kind}
+            if limited:
+                err["reset_s"] = health_error.get("reset_s")
+            out[name] = {"data": None, "error": err, "rate": None}
+    if "latency" in names:
+        err = {"endpoint": ENDPOINTS["health"], "reason": reason, "status": None, "kind": kind,
+               "reset_s": health_error.get("reset_s")}
+        out["latency"] = {"times_ms": [], "failed": 0, "failures": [], "endpoints": {},
+                          "rate_limited": err if limited else None, "not_read": None if limited else err}
+    if "cors" in names:
+        out["cors"] = {"frontend": cfg.get("frontend_origin"), "problems": ["the preflights were not sent: %s" % reason],
+                       "error": {"endpoint": cfg.get("cors_path") or ENDPOINTS["session_start"], "reason": reason,
+                                 "status": None, "kind": kind}}
     return out
 
 
@@ -318,7 +375,8 @@ def run_session(client, body, end_timeout=60.0):
     except ApiError as exc:
         return {"session_id": None, "ended": False, "error": str(exc), "end_error": None}
     out = {"session_id": session["session_id"], "ended": False, "error": None, "end_error": None}
-    ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers)
+    ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers,
+                   validate_certs=client.validate_certs)
     try:
         ender.post_json(session_end_path(session["session_id"]), {})
         out["ended"] = True

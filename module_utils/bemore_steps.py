@@ -136,9 +136,7 @@ def health_step(reading, cfg, previous=None, now=None, rechecked=None):
                     {"reachable": False, "went_down": True},
                     ["service went down during the run: %s" % reason]), None
     if reading.get("error"):
-        reason = "%s: %s" % (reading["error"]["endpoint"], reading["error"]["reason"])
-        return step(name, "critical", "critical", "service down: %s" % reason,
-                    {"reachable": False}, ["service down: %s" % reason]), None
+        return _health_unread(name, reading["error"]), None
     health = reading["health"]
     problems = []
     status, severity = "ok", "none"
@@ -194,6 +192,40 @@ def health_step(reading, cfg, previous=None, now=None, rechecked=None):
     }
     state = {"uptime_s": uptime, "checked_at": checked_at, "commit": commit, "version": health.get("version")}
     return step(name, status, severity, summary, figures, problems), state
+
+
+def _health_unread(name, error):
+    """The health step when /health gave no health JSON, by what it gave instead.
+
+    - ``rate_limited`` (HTTP 429): the service answers; the limiter (600
+      requests per 10 minutes per address, /health included) refused this
+      address. Health unknown: warning, medium, never a page.
+    - ``json`` / ``contract`` (a 2xx that is not the health JSON, such as a
+      proxy's or a login page): it answers, but not as the backend;
+      critical, since whatever answers there is not the API.
+    - ``redirect`` to another origin (not followed: the token stays home):
+      the configured origin does not serve /health itself; its health is
+      unknown; high (the API's clients are sent elsewhere).
+    - anything else (refused, timed out, 5xx, 4xx): service down, critical.
+    """
+    kind = error.get("kind")
+    reason = "%s: %s" % (error.get("endpoint"), error.get("reason"))
+    if kind == "rate_limited":
+        reset = error.get("reset_s")
+        summary = "rate limited (HTTP 429, %s): the service answers, its health is unknown this run" % (
+            "resets in %d s" % reset if reset is not None else "no reset time announced")
+        return step(name, "warning", "medium", summary,
+                    {"reachable": True, "state": "unknown", "rate_limited": True, "reset_s": reset},
+                    ["/health not read: %s" % error.get("reason")])
+    if kind in ("json", "contract"):
+        summary = "/health answers, but not with the health JSON: %s" % error.get("reason")
+        return step(name, "critical", "critical", summary, {"reachable": True, "state": "unknown"}, [summary])
+    if kind == "redirect":
+        summary = "/health %s" % error.get("reason")
+        return step(name, "critical", "high", summary,
+                    {"reachable": True, "state": "unknown", "redirected": True}, [summary])
+    return step(name, "critical", "critical", "service down: %s" % reason,
+                {"reachable": False}, ["service down: %s" % reason])
 
 
 def _api_time(text, now):
@@ -594,7 +626,14 @@ def performance_step(latency, process, cfg):
         problems.append("API p95 %s ms is above the %s ms target" % (_fmt(p95), _fmt(target)))
     if failed:
         problems.append("%d of the timed requests failed" % failed)
-    if latency is not None and not times:
+    limited = (latency or {}).get("rate_limited")
+    unread = (latency or {}).get("not_read")
+    if limited:
+        # The service answered; this address had spent its quota.
+        problems.append("latency samples not read after %d: %s" % (len(times), limited.get("reason")))
+    elif unread:
+        problems.append("latency samples %s" % unread.get("reason"))
+    elif latency is not None and not times:
         problems.append("no timed request succeeded")
     rss = cpu = None
     if process is not None:

@@ -24,6 +24,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 import urllib.error
 
@@ -787,28 +788,52 @@ def webhook_payload(report, lines, page_url=None):
         "text": "\n".join(lines[:40]), "fields": fields}]}
 
 
+def _post_once(url, data, timeout):
+    """(HTTP status or None, outcome) of one POST, answered within ``timeout`` seconds in all.
+
+    open_url's timeout is per socket operation, so a receiver that answers a
+    byte at a time would hold the run for as long as it likes. The POST runs
+    in a daemon thread, left behind (and ended with the process) when the
+    deadline passes.
+    """
+    box = {}
+
+    def send():
+        try:
+            resp = open_url(url, data=data, method="POST", headers={"Content-Type": "application/json"},
+                            timeout=timeout, validate_certs=True, follow_redirects="none")
+            box["status"] = resp.getcode()
+            resp.close()
+        except urllib.error.HTTPError as exc:
+            box["status"] = exc.code
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            box["error"] = "no answer (%s)" % type(getattr(exc, "reason", exc)).__name__
+
+    worker = threading.Thread(target=send, name="webhook", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return None, "no answer within the %.1fs deadline" % timeout
+    if "status" in box:
+        return box["status"], "HTTP %d" % box["status"]
+    return None, box.get("error", "no answer")
+
+
 def post_webhook(url, payload, timeout=10.0, retries=2, delay=2.0):
-    """(ok, outcome). Never raises and never names the URL (it is the credential)."""
+    """(ok, outcome). Never raises and never names the URL (it is the credential).
+
+    Takes at most ``timeout * (retries + 1) + delay * retries`` seconds.
+    """
     data = json.dumps(payload).encode("utf-8")
     outcome = "not sent"
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(delay)
-        try:
-            resp = open_url(url, data=data, method="POST", headers={"Content-Type": "application/json"},
-                            timeout=timeout, validate_certs=True, follow_redirects="none")
-            status = resp.getcode()
-            resp.close()
-            if 200 <= status < 300:
-                return True, "sent (HTTP %d)" % status
-            outcome = "HTTP %d" % status
-        except urllib.error.HTTPError as exc:
-            outcome = "HTTP %d" % exc.code
-            if 400 <= exc.code < 500 and exc.code != 429:
-                break
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            outcome = "no answer (%s)" % type(reason).__name__
+        status, outcome = _post_once(url, data, timeout)
+        if status is not None and 200 <= status < 300:
+            return True, "sent (HTTP %d)" % status
+        if status is not None and 400 <= status < 500 and status != 429:
+            break
     return False, "failed after %d attempt(s): %s" % (attempt + 1, outcome)
 
 

@@ -46,6 +46,11 @@ INVALID_FAULTS):
   cleanup_errors=N            each cleanup check fails on N files (FILE errors)
   memory_mb=N                 the process holds N MB more
   no_rate_limit=1             the app runs without its rate limiters (no RateLimit headers)
+  redirect=ORIGIN|self        a proxy answers every app path with 302 to the same path at ORIGIN
+                              (http(s)://host[:port]); "self": to the same path on this origin,
+                              marked so that the second request is served
+  dribble_s=S                 app answers send their headers at once, then the body one byte
+                              every S seconds (a slow or stuck upstream)
 
 Control routes (never rate-limited, logged or counted):
   GET/POST/DELETE /__sim/faults   read (with open_sessions) / set / clear faults
@@ -196,10 +201,14 @@ COLORS = {"INFO": "\x1b[36m", "WARN": "\x1b[33m", "ERROR": "\x1b[31m", "CRITICAL
 RESET = "\x1b[0m"
 
 FAULT_NAMES = ("error_spike", "request_errors", "latency_ms", "status_5xx", "malformed_json", "health_down",
-               "refuse_s", "cleanup_stalled", "cleanup_errors", "memory_mb", "no_rate_limit")
+               "refuse_s", "cleanup_stalled", "cleanup_errors", "memory_mb", "no_rate_limit", "redirect",
+               "dribble_s")
 BOOLEAN_FAULTS = ("malformed_json", "health_down", "cleanup_stalled", "no_rate_limit")
 NUMBER_FAULTS = {"latency_ms": (0, 120000), "refuse_s": (0, 3600), "cleanup_errors": (0, 10000),
-                 "memory_mb": (0, 8192)}
+                 "memory_mb": (0, 8192), "dribble_s": (0, 60)}
+# A request carrying this query parameter was sent here by the redirect fault's
+# same-origin redirect, and is served.
+REDIRECTED_MARK = "_sim_redirected=1"
 COMMIT_VARIABLES = ("RENDER_GIT_COMMIT", "GIT_COMMIT", "COMMIT_SHA", "VERCEL_GIT_COMMIT_SHA")
 
 # Synthetic failures, one or two per type. Each message and code is chosen so
@@ -455,6 +464,16 @@ def parse_fault(name, value):
         if not 0 < percent <= 100:
             raise ValueError("error_spike percent must be above 0 and at most 100, got %s" % percent)
         return {"type": kind, "asked": asked, "percent": percent}
+    if name == "redirect":
+        target = str(value).strip().rstrip("/")
+        if target.lower() in ("", "0", "false", "none", "null"):
+            return None
+        if target.lower() == "self":
+            return "self"
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+            raise ValueError("redirect wants an origin such as http://127.0.0.1:8081, or self; got %r" % (value,))
+        return target
     if name == "status_5xx":
         try:
             code = int(str(value).strip())
@@ -1090,9 +1109,15 @@ class Handler(BaseHTTPRequestHandler):
         # the CPU of an answer, which matters with 100 ports answering at once.
         self._headers_buffer.append("".join("%s: %s\r\n" % item for item in headers).encode("latin-1", "replace"))
         self._headers_buffer.append(b"\r\n")
-        if data and self.command != "HEAD":
+        # The control routes answer at once: the fault is the app's.
+        dribble = None if self.path.startswith("/__sim") else self.server.sim.faults.get("dribble_s")
+        if data and self.command != "HEAD" and not dribble:
             self._headers_buffer.append(data)
         self.flush_headers()
+        if data and self.command != "HEAD" and dribble:
+            for i in range(len(data)):
+                time.sleep(dribble)
+                self.wfile.write(data[i:i + 1])
 
     def dispatch(self, method):
         try:
@@ -1122,6 +1147,9 @@ class Handler(BaseHTTPRequestHandler):
         down = sim.down_code()
         if down:
             return self.proxy_page(down)
+        redirect = sim.faults.get("redirect")
+        if redirect and REDIRECTED_MARK not in (parts.query or ""):
+            return self.redirect_page(redirect, parts)
         headers = list(HELMET_HEADERS)
         if not self.rate_limit(method, headers):
             return
@@ -1378,6 +1406,22 @@ class Handler(BaseHTTPRequestHandler):
             "duration": found["endedAt"] - found["startedAt"], "emotionCount": 0, "emotionSummary": None,
             "inferenceStats": {"totalMinutes": 0, "avgCombinedScore": 0, "avgFacialScore": 0, "avgVadScore": 0,
                                "avgTextSentiment": 0, "maxCombinedScore": 0, "minCombinedScore": 0}}}
+
+    def redirect_page(self, target, parts):
+        """A proxy's 302 to the same path elsewhere (or, for "self", here again, marked)."""
+        if target == "self":
+            query = (parts.query + "&" if parts.query else "") + REDIRECTED_MARK
+            location = "%s?%s" % (parts.path or "/", query)
+        else:
+            location = target + (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        self.send_response_only(302)
+        self.send_header("Server", "nginx")
+        self.send_header("Date", self.date_time_string())
+        self.send_header("Location", location)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close" if self.close_connection else "keep-alive")
+        self.end_headers()
 
     def proxy_page(self, code):
         """What nginx in front of a dead or broken app answers."""

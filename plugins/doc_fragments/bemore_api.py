@@ -14,7 +14,9 @@ options:
     type: str
     required: true
   timeout:
-    description: Seconds to wait for one HTTP attempt.
+    description:
+      - Total seconds of one HTTP attempt - connect, headers and body together, not per socket read.
+      - A request with its retries takes at most O(timeout) * (O(retries) + 1) + O(backoff) * (2^O(retries) - 1) seconds.
     type: float
     default: 10
   validate_certs:
@@ -22,10 +24,16 @@ options:
     type: bool
     default: true
   api_token:
-    description: Bearer token sent in the C(Authorization) header.
+    description:
+      - Bearer token sent in the C(Authorization) header, only to the origin (scheme, host, port) of O(base_url).
+      - A redirect to another origin is not followed and fails the request, naming the origin; redirects within
+        the origin are followed, at most 5.
     type: str
   headers:
-    description: Extra request headers.
+    description:
+      - Extra request headers.
+      - Every request also carries an C(X-Request-Id) starting with C(bemore-runbook-), which the backend logs as
+        C(reqId=); the error rate leaves those requests out.
     type: dict
     default: {}
 """
@@ -33,7 +41,10 @@ options:
     RETRIES = r"""
 options:
   retries:
-    description: Extra attempts after a timeout, a refused connection, a 5xx answer or malformed JSON.
+    description:
+      - Extra attempts of a GET after a timeout, a refused connection or a 5xx answer.
+      - After a 429 the request is tried again once its C(RateLimit-Reset) (or C(Retry-After)) has passed, when that
+        wait and one more attempt fit in the bound of O(timeout); otherwise the 429 is the answer (rate limited).
     type: int
     default: 2
   backoff:
