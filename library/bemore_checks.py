@@ -121,7 +121,27 @@ def log_window(scan, source, first):
         w = scan["window"]
         return dict(w, label="the last %d min of the journal" % (int(w.get("seconds") or 300) // 60))
     label = ("the whole log, first review" if first else "the %d log lines since the previous run" % int(scan.get("lines") or 0))
-    return {"requests": scan.get("requests"), "errors": scan.get("errors"), "status": scan.get("status"), "label": label}
+    return {"requests": scan.get("requests"), "errors": scan.get("errors"), "status": scan.get("status"), "label": label,
+            "own_requests": scan.get("own_requests"), "own_errors": scan.get("own_errors")}
+
+
+def own_errors_caused(previous, cors, now):
+    """(errors by type the runbook's probes added to the backend's counters and not yet subtracted, this run's entry).
+
+    The CORS probe runs after the sweep read the counters, so what it adds
+    shows in the next reading; it waits in the state until a reading of
+    the counters subtracts it.
+    """
+    pending = [e for e in (previous or {}).get("own_errors") or [] if isinstance(e, dict)]
+    mine = None
+    if cors and cors.get("foreign_status") is not None and not cors.get("foreign_allowed") \
+            and int(cors["foreign_status"]) >= 400:
+        # The backend's error handler refused the origin: one UNKNOWN error in its counters.
+        mine = {"ts": round(now, 1), "count": 1, "type": "UNKNOWN", "what": "CORS probe from a foreign origin"}
+    caused = {}
+    for entry in pending:
+        caused[entry.get("type") or "UNKNOWN"] = caused.get(entry.get("type") or "UNKNOWN", 0) + int(entry.get("count") or 0)
+    return caused, pending, mine
 
 
 def decide(plan, api, readings, previous, results, now, check_mode=False):
@@ -139,6 +159,7 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
     restarted = False
     uptime = (health_reading.get("health") or {}).get("uptime_s")
     log = readings.get("log")
+    own_caused, own_pending, own_new = own_errors_caused(previous, (api or {}).get("cors"), now)
     for role in plan["selected"]:
         if role in plan["not_applicable"]:
             steps.append(not_applicable({"performance_check": "performance", "health_check": "health"}.get(role, role),
@@ -157,7 +178,9 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             first = not (previous.get("error_monitoring") or {}).get("position") and source != "journal"
             window = log_window(scan, source, first)
             stp, new = error_step(stats, stats_error, window, cfg[role], previous.get("error_monitoring"), now,
-                                  monitoring, restarted)
+                                  monitoring, restarted, own_caused)
+            if stats is not None:
+                own_pending = []  # subtracted from this reading, or gone with a restart
             if scan and scan.get("error"):
                 stp["problems"].append(scan["error"])
             if scan and not scan.get("error") and source == "file":
@@ -196,6 +219,8 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
         else:
             continue
         steps.append(stp)
+    if own_new is not None or own_pending != ((previous or {}).get("own_errors") or []):
+        state["own_errors"] = own_pending + ([own_new] if own_new else [])
     return steps, state
 
 

@@ -204,7 +204,10 @@ def _api_time(text, now):
 # --- error rate -------------------------------------------------------------
 
 def classify_rate(rate, cfg):
-    """(status, severity, alert) for an error rate in percent (None: unknown)."""
+    """(status, severity, alert) for an error rate in percent (None: unknown), on thresholds alone.
+
+    Use judge_rate where the counts are known: it applies the minimum sample.
+    """
     if rate is None:
         return "ok", "none", False
     if rate > float(cfg.get("critical_rate", 5.0)):
@@ -214,6 +217,40 @@ def classify_rate(rate, cfg):
     if rate > float(cfg.get("target_rate", 0.1)):
         return "ok", "low", False
     return "ok", "none", False
+
+
+# The minimum sample of a judged rate (error_monitoring_min_requests and
+# error_monitoring_min_errors; the role's defaults declare the same values).
+MIN_REQUESTS = 20
+MIN_ERRORS = 5
+
+
+def judge_rate(rate, errors, requests, cfg):
+    """(status, severity, alert, note) of an error rate of ``errors`` in ``requests``.
+
+    The guide's thresholds (target 0.1 %, alert above 1 %: medium, above
+    5 %: high) are about traffic. A rate from a handful of requests is not
+    evidence: 1 error in 5 requests is 20 %, and says nothing. So the rate is
+    judged only when the window holds at least ``min_requests`` requests
+    (default 20) AND at least ``min_errors`` errors (default 5); below
+    either minimum it is reported with its counts and a note that says which
+    minimum it is below, and it raises no severity (ok, none, no alert).
+    At or above both minimums the thresholds decide: 20 errors in 104
+    requests (19 %) is high. ``note`` is None when the rate was judged.
+    """
+    if rate is None:
+        return "ok", "none", False, None
+    min_requests = int(cfg.get("min_requests", MIN_REQUESTS))
+    min_errors = int(cfg.get("min_errors", MIN_ERRORS))
+    counts = "%d error%s in %d request%s" % (errors, "" if errors == 1 else "s", requests, "" if requests == 1 else "s")
+    if requests < min_requests:
+        return "ok", "none", False, "%s: too few requests to judge, below the minimum of %d" % (counts, min_requests)
+    if errors < min_errors:
+        if rate > float(cfg.get("target_rate", 0.1)):
+            return "ok", "none", False, "%s: too few errors to judge, below the minimum of %d" % (counts, min_errors)
+        return "ok", "none", False, None
+    status, severity, alert = classify_rate(rate, cfg)
+    return status, severity, alert, None
 
 
 def log_error_rate(window):
@@ -231,14 +268,23 @@ def log_error_rate(window):
     return round(100.0 * errors / requests, 4), errors, requests
 
 
-def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitoring=None, restarted=False):
+def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitoring=None, restarted=False,
+               own_caused=None):
     """The error-monitoring step.
 
     ``stats``: parsed /api/errors/stats or None (``stats_error`` says why).
     ``window``: the log's counts for the rate ({requests, errors, status,
-    label}) or None when the host has no readable log.
-    Each reading is judged on its own: the newest window is the finding, the
-    history only gives the trend.
+    label, own_requests, own_errors}) or None when the host has no readable log.
+    Each reading is judged on its own (judge_rate: thresholds and the
+    minimum sample): the newest window is the finding, the history only gives
+    the trend.
+
+    The runbook's own requests never count: the log core leaves its access
+    lines (reqId with the runbook's prefix) and its CORS probe's error lines
+    out of the window, and the summary says how many. The backend's error
+    counters cannot be filtered: ``own_caused`` ({type: count}) is what the
+    runbook's own probes added to them since the previous reading, and is
+    subtracted from the change of the counters (and said so).
     Returns (step, state).
     """
     previous = previous or {}
@@ -249,18 +295,30 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
                   "high": float(cfg.get("critical_rate", 5.0))}
     figures["thresholds_percent"] = thresholds
     rate = None
+    left_out = []
     if window is not None:
         rate, errors, requests = log_error_rate(window)
+        own_requests, own_errors = int(window.get("own_requests") or 0), int(window.get("own_errors") or 0)
         figures.update(error_rate_percent=rate, window=window.get("label"), window_errors=errors,
-                       window_requests=requests)
+                       window_requests=requests, window_own_requests=own_requests, window_own_errors=own_errors)
+        if own_requests:
+            left_out.append("%d of the runbook's own requests" % own_requests)
+        if own_errors:
+            left_out.append("%d error line%s of its CORS probe" % (own_errors, "" if own_errors == 1 else "s"))
     else:
         figures.update(error_rate_percent=None, window=None)
     per_minute = None
+    own_caused = dict((k, int(v)) for k, v in (own_caused or {}).items() if int(v) > 0)
     if stats is not None:
         total = stats["total"]
         prev_total, prev_ts = previous.get("total"), previous.get("ts")
         if prev_total is not None and prev_ts is not None and now > prev_ts and not restarted and total >= prev_total:
-            per_minute = round((total - prev_total) * 60.0 / (now - prev_ts), 3)
+            caused = min(sum(own_caused.values()), total - prev_total)
+            figures["own_errors_subtracted"] = caused
+            if caused:
+                left_out.append("%d error%s its own CORS probe added to the backend's counters" % (
+                    caused, "" if caused == 1 else "s"))
+            per_minute = round((total - prev_total - caused) * 60.0 / (now - prev_ts), 3)
         by_type = stats["by_type"]
         newest = list(reversed(stats["recent"]))[:int(cfg.get("recent_limit", 20))]
         figures.update(
@@ -271,14 +329,17 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
             latest_error=newest[0]["message"] if newest else None)
         prev_types = previous.get("by_type")
         if isinstance(prev_types, dict) and not restarted:
-            figures["new_by_type"] = dict((k, v - prev_types.get(k, 0)) for k, v in by_type.items()
-                                          if v - prev_types.get(k, 0) > 0)
+            figures["new_by_type"] = dict((k, v - prev_types.get(k, 0) - own_caused.get(k, 0)) for k, v in by_type.items()
+                                          if v - prev_types.get(k, 0) - own_caused.get(k, 0) > 0)
     else:
         problems.append("cannot read the error statistics: %s" % stats_error)
     if monitoring:
         figures.update(monitoring_status=monitoring["status"],
                        monitoring_error_rate_per_s=monitoring.get("error_rate_per_s"))
-    status, severity, alert = classify_rate(rate, cfg)
+    status, severity, alert, sample_note = judge_rate(rate, figures.get("window_errors"), figures.get("window_requests"), cfg)
+    figures["rate_judged"] = rate is not None and sample_note is None
+    if sample_note:
+        figures["note"] = sample_note
     if rate is not None and status != "ok":
         limit = thresholds["high"] if status == "critical" else thresholds["alert"]
         problems.append("error rate %s %% is above %s %% (%s of %s requests, %s)"
@@ -309,6 +370,8 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
     if rate is not None:
         summary = "error rate %s %% (%s of %s requests, %s)" % (
             _fmt(rate, 3), figures["window_errors"], figures["window_requests"], window.get("label"))
+        if sample_note:
+            summary += "; not judged: " + sample_note
     elif per_minute is not None:
         summary = "%s errors/min since the last run; per-request rate needs the log" % _fmt(per_minute, 2)
     elif window is not None:
@@ -319,6 +382,9 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
         top = sorted(((v, k) for k, v in stats["by_type"].items() if v), reverse=True)[:3]
         summary += "; %d errors since start%s" % (stats["total"], (", top: " + ", ".join(
             "%s %d" % (k, v) for v, k in top)) if top else "")
+    if left_out:
+        summary += "; left out: " + ", ".join(left_out)
+    figures["left_out"] = left_out
     if problems and status != "ok":
         summary += "; " + problems[0]
     state = {"samples": samples}
@@ -683,20 +749,28 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
 # --- smoke test -------------------------------------------------------------
 
 def smoke_step(session, window_rate, baseline, cfg):
-    """The post-deployment smoke test: a session started and ended, the error rate against the baseline."""
+    """The post-deployment smoke test: a session started and ended, the error rate against the baseline.
+
+    The rate is compared only when the error-monitoring step judged it
+    (``cfg["rate_judged"]``: its minimum sample, see judge_rate); a 0 %
+    baseline is a baseline like any other.
+    """
     name = "smoke_test"
     problems = []
+    judged = cfg.get("rate_judged", True) is not False
     if session.get("error"):
         problems.append("POST /api/session/start failed: %s" % session["error"])
     elif session.get("end_error"):
         problems.append("the test session %s could not be ended: %s" % (session.get("session_id"), session["end_error"]))
     margin = float(cfg.get("error_margin", 0.5))
-    if baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
+    if judged and baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
         problems.append("error rate %s %% is above the pre-deploy baseline of %s %%" % (_fmt(window_rate, 3), _fmt(float(baseline), 3)))
     summary = "session start %s, end %s; error rate %s %% against a baseline of %s %%" % (
         "skipped (check mode)" if session.get("skipped") else ("FAILED" if session.get("error") else "ok"),
         "skipped" if session.get("skipped") or session.get("error") else ("FAILED" if session.get("end_error") else "ok"),
         _fmt(window_rate, 3), _fmt(baseline, 3) if baseline is not None else "unknown")
+    if not judged and window_rate is not None:
+        summary += "; not compared: %s" % (cfg.get("rate_note") or "too few requests or errors to judge")
     status, severity = ("critical", "high") if problems else ("ok", "none")
     return step(name, status, severity, summary,
                 {"session_id": session.get("session_id"), "ended": session.get("ended"),

@@ -108,6 +108,8 @@ def check_ranges(role, cfg, host, problems, inputs):
             problems.add(host, p + "target_rate", "thresholds must satisfy target_rate <= warning_rate <= critical_rate "
                          "(%s, %s, %s)" % (target, warning, critical))
         _range(problems, host, cfg, p + "window_minutes", 0, 1440, low_open=True)
+        _range(problems, host, cfg, p + "min_requests", 1, 1000000, integer=True)
+        _range(problems, host, cfg, p + "min_errors", 1, 1000000, integer=True)
         _range(problems, host, cfg, p + "recent_limit", 1, 100, integer=True)
         _range(problems, host, cfg, p + "history_days", 1, 3650)
     elif role == "log_management":

@@ -1,0 +1,144 @@
+"""Issue 24's rate rules: the runbook's own requests never count (item 1),
+a rate from a handful of requests is not evidence (item 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import register_module_utils, load_module
+
+register_module_utils()
+
+from ansible.module_utils import bemore_api  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import bemore_checks  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import bemore_logs  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import bemore_steps as steps  # noqa: E402  pylint: disable=wrong-import-position
+
+RATES = {"target_rate": 0.1, "warning_rate": 1.0, "critical_rate": 5.0}
+NOW = 1_800_000_000.0
+
+
+def error_line(message, level="ERROR", kind="UNKNOWN", module="express"):
+    return ("\x1b[31m[%s]\x1b[0m \x1b[90m2026-12-02T09:46:05.110Z\x1b[0m \x1b[34m[%s]\x1b[0m \x1b[33m(%s)\x1b[0m %s"
+            % (level, module, kind, message)).encode()
+
+
+OWN = bemore_api.RUNBOOK_REQUEST_ID_PREFIX
+
+
+# --- item 1: the log core leaves the runbook's own traffic out ------------------------
+
+def test_the_log_core_knows_the_clients_request_id_prefix_and_probe_origin():
+    assert bemore_logs.OWN_REQUEST_ID.decode() == bemore_api.RUNBOOK_REQUEST_ID_PREFIX
+    assert bemore_logs.OWN_PROBE_ORIGIN.decode() in bemore_checks.DEFAULT_PROBE_ORIGIN
+
+
+def test_own_access_lines_and_the_probes_cors_error_are_left_out_and_counted_apart():
+    lines = [
+        b"GET /health 200 95 - 1.2 ms reqId=" + OWN.encode() + b"1",
+        b"GET /api/errors/stats 503 20 - 1.2 ms reqId=" + OWN.encode() + b"2",
+        b"OPTIONS /api/session/start - - - - ms reqId=" + OWN.encode() + b"3",
+        b"OPTIONS /api/session/start 400 180 - 0.9 ms reqId=" + OWN.encode() + b"4",
+        b"GET /api/x 500 20 - 3.0 ms reqId=5c1a0d62-0b3e-4b8e-9d0c-6f1e2b3a4c5d",
+        b"GET /api/y 200 20 - 3.0 ms reqId=5c1a0d62-0b3e-4b8e-9d0c-6f1e2b3a4c5e",
+        b"GET /api/z 404 20 - 3.0 ms reqId=5c1a0d62-0b3e-4b8e-9d0c-6f1e2b3a4c5f",
+        "\u274c CORS: Blocked origin: https://bemore-runbook-probe.invalid".encode(),
+        error_line("CORS policy: Origin https://bemore-runbook-probe.invalid is not allowed"),
+        error_line("CORS policy: Origin https://attacker.example is not allowed"),
+        # Not the probe: a host that only contains the name.
+        error_line("CORS policy: Origin https://evil.example/bemore-runbook-probe is not allowed"),
+        error_line("Validation failed"),
+    ]
+    tally = bemore_logs.Tally()
+    tally.feed(b"\n".join(lines) + b"\n")
+    window = tally.window()
+    assert window["requests"] == 3 and window["own_requests"] == 4
+    assert window["status"] == {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 1}
+    assert window["errors"] == 3 and window["own_errors"] == 1
+    result = tally.result(10)
+    assert result["own_requests"] == 4 and result["own_errors"] == 1
+    assert result["status_other"] == 0 and result["levels"]["ERROR"] == 3
+
+
+def test_a_log_file_scan_reports_what_it_left_out(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"GET /health 200 95 - 1.2 ms reqId=" + OWN.encode() + b"a\n"
+                    + error_line("CORS policy: Origin https://bemore-runbook-probe.invalid is not allowed") + b"\n"
+                    + b"GET /health 200 95 - 1.2 ms reqId=abc\n")
+    result = bemore_logs.scan_files([str(log)], {}, now=NOW)
+    assert (result["requests"], result["errors"], result["own_requests"], result["own_errors"]) == (1, 0, 1, 1)
+
+
+def test_the_window_and_the_summary_name_what_was_left_out():
+    window = {"requests": 100, "errors": 0, "status": {}, "label": "the whole log, first review",
+              "own_requests": 31, "own_errors": 1}
+    stp, _state = steps.error_step(None, "x", window, RATES, {}, NOW)
+    assert stp["figures"]["window_own_requests"] == 31 and stp["figures"]["window_own_errors"] == 1
+    assert "left out: 31 of the runbook's own requests, 1 error line of its CORS probe" in stp["summary"]
+
+
+STATS = {"total": 41, "by_type": {"UNKNOWN": 11, "NETWORK": 30}, "by_code": {}, "by_module": {}, "recent": []}
+
+
+def test_the_probes_known_errors_are_subtracted_from_the_counters_change():
+    previous = {"total": 40, "by_type": {"UNKNOWN": 10, "NETWORK": 30}, "ts": NOW - 60}
+    stp, _state = steps.error_step(STATS, None, None, RATES, previous, NOW, own_caused={"UNKNOWN": 1})
+    assert stp["figures"]["errors_per_minute"] == 0.0 and stp["figures"]["own_errors_subtracted"] == 1
+    assert stp["figures"]["new_by_type"] == {}
+    assert "1 error its own CORS probe added to the backend's counters" in stp["summary"]
+    stp, _state = steps.error_step(STATS, None, None, RATES, previous, NOW)
+    assert stp["figures"]["errors_per_minute"] == 1.0 and stp["figures"]["new_by_type"] == {"UNKNOWN": 1}
+
+
+def test_a_refused_probe_waits_in_the_state_until_a_reading_of_the_counters_subtracts_it():
+    module = load_module("bemore_checks")
+    cors = {"foreign_status": 400, "foreign_allowed": False}
+    caused, pending, mine = module.own_errors_caused({}, cors, NOW)
+    assert caused == {} and pending == [] and mine["count"] == 1 and mine["type"] == "UNKNOWN"
+    caused, pending, _mine = module.own_errors_caused({"own_errors": [mine]}, None, NOW + 60)
+    assert caused == {"UNKNOWN": 1} and pending == [mine]
+    # An origin the API allowed made no error.
+    assert module.own_errors_caused({}, {"foreign_status": 204, "foreign_allowed": True}, NOW)[2] is None
+
+
+# --- item 2: the minimum sample ------------------------------------------------------------
+
+@pytest.mark.parametrize("errors, requests, status, severity, judged", [
+    (1, 5, "ok", "none", False),         # the issue's 1 in 5: 20 %, not evidence
+    (5, 19, "ok", "none", False),        # one request under the minimum
+    (5, 20, "critical", "high", True),   # at the minimum of requests and of errors
+    (5, 21, "critical", "high", True),   # just over
+    (4, 50, "ok", "none", False),        # 8 %, one error under the minimum
+    (6, 50, "critical", "high", True),   # just over the minimum of errors
+    (20, 104, "critical", "high", True),  # a real burst stays high
+    (0, 5, "ok", "none", False),
+    (0, 1000, "ok", "none", True),       # zero errors in many requests is a judged 0 %
+])
+def test_the_minimum_sample_boundaries(errors, requests, status, severity, judged):
+    rate = round(100.0 * errors / requests, 4)
+    got_status, got_severity, alert, note = steps.judge_rate(rate, errors, requests, RATES)
+    assert (got_status, got_severity) == (status, severity)
+    assert alert is (severity == "high")
+    assert (note is None) is judged
+
+
+def test_the_minimums_are_options():
+    cfg = dict(RATES, min_requests=5, min_errors=1)
+    assert steps.judge_rate(20.0, 1, 5, cfg)[:2] == ("critical", "high")
+    assert steps.judge_rate(20.0, 1, 5, dict(cfg, min_requests=6))[:2] == ("ok", "none")
+
+
+def test_a_handful_of_requests_is_reported_with_its_counts_and_raises_nothing():
+    window = {"requests": 5, "errors": 1, "status": {}, "label": "the last 5 min of the journal"}
+    stp, state = steps.error_step(STATS, None, window, RATES, {}, NOW)
+    assert stp["status"] == "ok" and stp["severity"] == "none" and not stp.get("alert")
+    assert "1 error in 5 requests: too few requests to judge, below the minimum of 20" in stp["summary"]
+    assert stp["figures"]["rate_judged"] is False and stp["figures"]["error_rate_percent"] == 20.0
+    assert state["samples"][-1] == {"ts": NOW, "rate": 20.0, "errors": 1, "requests": 5}
+
+
+def test_a_burst_of_20_in_104_requests_stays_high():
+    window = {"requests": 104, "errors": 20, "status": {}, "label": "the last 5 min of the journal"}
+    stp, _state = steps.error_step(STATS, None, window, RATES, {}, NOW)
+    assert stp["status"] == "critical" and stp["severity"] == "high" and stp["alert"] is True
+    assert stp["figures"]["rate_judged"] is True
