@@ -100,7 +100,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_checks import sweep
 from ansible.module_utils.bemore_steps import (
-    api_security_step, disk_step, error_step, health_step, log_step, not_applicable, performance_step,
+    api_security_step, disk_step, error_step, health_step, log_step, name_unread, not_applicable, performance_step,
     tmp_cleanup_step, unreadable,
 )
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
@@ -171,6 +171,9 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             restarted = bool(stp["figures"].get("restarted"))
             if new is not None:
                 state["health"] = new
+            if monitoring_error and health_reading.get("health"):
+                # The backend's own verdict was asked for and could not be used.
+                name_unread(stp, "the backend's own verdict", monitoring_error)
         elif role == "error_monitoring":
             stats, stats_error = _reading(api, "error_stats")
             source = (plan["host_plan"].get("log") or {}).get("source")
@@ -182,7 +185,10 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             if stats is not None:
                 own_pending = []  # subtracted from this reading, or gone with a restart
             if scan and scan.get("error"):
-                stp["problems"].append(scan["error"])
+                name_unread(stp, "the backend's log", scan["error"], "medium")
+            if monitoring_error and stats is not None:
+                # (Unreadable statistics are a problem of their own already.)
+                name_unread(stp, "the backend's own verdict", monitoring_error)
             if scan and not scan.get("error") and source == "file":
                 new["position"] = scan.get("position") or {}
             state["error_monitoring"] = new

@@ -80,6 +80,24 @@ def unreadable(name, reason, severity="medium"):
     return step(name, "warning", severity, "could not check: %s" % reason, {}, [reason])
 
 
+def name_unread(stp, what, reason, severity="low"):
+    """Name in ``stp`` a reading the run asked for and could not use: never a silent drop.
+
+    It goes into the figures (``unread``: {what: reason}), the problems and
+    the summary; a step that read ok becomes a warning of at least
+    ``severity``. Returns ``stp``.
+    """
+    text = "could not use %s: %s" % (what, reason)
+    stp["figures"].setdefault("unread", {})[what] = reason
+    if text not in stp["problems"]:
+        stp["problems"].append(text)
+        stp["summary"] += "; " + text
+    if STATUS_RANK.get(stp["status"], 3) < STATUS_RANK["warning"]:
+        stp["status"] = "warning"
+    stp["severity"] = worst_severity([stp["severity"], severity])
+    return stp
+
+
 def _round(value, digits=1):
     return None if value is None else round(float(value), digits)
 
@@ -594,6 +612,15 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
                 problems.append("the app's cleanup service reports %d errors" % service["errors"])
     if folder is not None:
         figures.update(folder_mb=round(folder["bytes"] / MB, 2), folder_files=folder["files"])
+        over = folder["bytes"] - figures["cap_mb"] * MB
+        figures["over_cap_bytes"] = int(max(over, 0))
+        if over > 0 and cleanup is None:
+            # The app's service keeps the folder under the cap at each check;
+            # still over it now is a check that did not, or one that is overdue.
+            problems.append("temp folder %s MB (%d files) is over the %s MB cap by %s; %s" % (
+                _fmt(figures["folder_mb"], 2), folder["files"], _fmt(figures["cap_mb"]),
+                ("%s MB" % _fmt(over / MB, 2)) if over >= 0.01 * MB else "%d bytes" % over,
+                _last_check_text(service, figures.get("service_last_check_age_s"), cfg.get("check_service", True))))
     mode = "status"
     if cleanup is not None:
         mode = cleanup.get("mode", "policy")
@@ -629,6 +656,20 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
     # worth a look within 4 hours.
     status, severity = ("warning", "medium") if problems else ("ok", "none")
     return step(name, status, severity, summary, figures, problems)
+
+
+def _last_check_text(service, age_s, checked):
+    """When the app's cleanup service last checked the folder, as a sentence part."""
+    if not checked:
+        return "the app's cleanup service was not checked in this run"
+    if service is None:
+        return "when the app's cleanup service last checked is unknown (its statistics could not be read)"
+    last = service.get("last_check_time")
+    if last is None:
+        return "the app's cleanup service has not checked it yet"
+    if age_s is None:
+        return "the app's cleanup service last checked at %s" % last
+    return "the app's cleanup service last checked at %s, %s min ago" % (last, _fmt(age_s / 60.0, 0))
 
 
 # --- performance --------------------------------------------------------------

@@ -142,3 +142,87 @@ def test_a_burst_of_20_in_104_requests_stays_high():
     stp, _state = steps.error_step(STATS, None, window, RATES, {}, NOW)
     assert stp["status"] == "critical" and stp["severity"] == "high" and stp["alert"] is True
     assert stp["figures"]["rate_judged"] is True
+
+
+# --- item 14: a temp folder over its cap in the daily check --------------------------------
+
+CLEAN_CFG = {"interval_min": 60, "max_size_mb": 2, "check_service": True}
+SERVICE = {"files_deleted": 0, "bytes_freed": 0, "checks_run": 3, "last_check_time": "2027-01-15T07:40:00.000Z", "errors": 0}
+
+
+def _now():
+    from ansible.module_utils.bemore_api import parse_time  # pylint: disable=import-outside-toplevel
+    return parse_time("2027-01-15T08:00:00.000Z")
+
+
+@pytest.mark.parametrize("folder_bytes, status", [
+    (2 * 1048576, "ok"),          # at the cap
+    (2 * 1048576 + 1, "warning"),  # just over
+    (int(3.86 * 1048576), "warning"),
+])
+def test_a_temp_folder_over_its_cap_is_a_warning_in_the_status_check(folder_bytes, status):
+    folder = {"bytes": folder_bytes, "files": 25}
+    stp = steps.tmp_cleanup_step(CLEAN_CFG, SERVICE, None, folder, None, 3600, _now())
+    assert stp["status"] == status, stp
+    if status == "warning":
+        assert stp["severity"] == "medium"
+        assert "over the 2 MB cap by" in stp["problems"][0]
+        assert "last checked at 2027-01-15T07:40:00.000Z, 20 min ago" in stp["problems"][0]
+        assert stp["figures"]["over_cap_bytes"] == folder_bytes - 2 * 1048576
+    else:
+        assert stp["figures"]["over_cap_bytes"] == 0
+
+
+def test_over_the_cap_says_by_how_much_and_that_the_service_has_not_checked_yet():
+    stp = steps.tmp_cleanup_step(CLEAN_CFG, dict(SERVICE, last_check_time=None), None,
+                                 {"bytes": int(3.86 * 1048576), "files": 25}, None, 60, _now())
+    assert stp["status"] == "warning"
+    assert "temp folder 3.86 MB (25 files) is over the 2 MB cap by 1.86 MB; the app's cleanup service has not checked it yet" \
+        == stp["problems"][0]
+
+
+# --- item 6: a reading asked for and not usable is named --------------------------------
+
+def _decide(api, roles=("health_check", "error_monitoring"), readings=None):
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    module = load_module("bemore_checks")
+    inputs = {"bemore_base_url": "http://127.0.0.1:9", "bemore_log_source": "none"}
+    roles_cfg = {"health_check": {"health_check_expected_commit": ""},
+                 "error_monitoring": dict(("error_monitoring_" + k, v) for k, v in RATES.items())}
+    plan = build_plan("api1", inputs, roles_cfg, list(roles))
+    found, _state = module.decide(plan, api, readings or {}, {}, {}, NOW)
+    return dict((s["step"], s) for s in found)
+
+
+HEALTH = {"health": {"status": "ok", "timestamp": None, "uptime_s": 100.0, "version": "1.0.0", "commit": None},
+          "error": None, "response_ms": 2.0, "rate": None}
+BAD_MONITORING = {"data": None, "rate": None, "error": {
+    "endpoint": "/api/monitoring/health", "reason": "the answer is not JSON", "kind": "http", "status": 200}}
+GOOD_STATS = {"data": {"total": 0, "by_type": {}, "by_code": {}, "by_module": {}, "recent": []}, "error": None, "rate": None}
+
+
+def test_a_malformed_monitoring_verdict_is_named_in_health_and_error_monitoring():
+    found = _decide({"health": HEALTH, "monitoring": BAD_MONITORING, "error_stats": GOOD_STATS})
+    for name in ("health", "error_monitoring"):
+        stp = found[name]
+        assert stp["status"] == "warning" and stp["severity"] == "low", stp
+        assert stp["figures"]["unread"] == {"the backend's own verdict": "/api/monitoring/health: the answer is not JSON"}
+        assert "could not use the backend's own verdict: /api/monitoring/health: the answer is not JSON" in stp["summary"]
+
+
+def test_an_unreadable_log_window_is_named_not_just_listed():
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    module = load_module("bemore_checks")
+    inputs = {"bemore_base_url": "http://127.0.0.1:9", "bemore_log_source": "file", "bemore_log_files": ["/nonexistent.log"]}
+    plan = build_plan("api1", inputs, {"error_monitoring": {}}, ["error_monitoring"])
+    api = {"health": HEALTH, "monitoring": {"data": {"status": "healthy", "error_rate_per_s": 0.0}, "error": None, "rate": None},
+           "error_stats": GOOD_STATS}
+    found, _state = module.decide(plan, api, {"log": {"error": "cannot read the log: no such file"}}, {}, {}, NOW)
+    stp = found[0]
+    assert stp["status"] == "warning" and stp["figures"]["unread"] == {"the backend's log": "cannot read the log: no such file"}
+
+
+def test_a_usable_verdict_adds_nothing():
+    good = {"data": {"status": "healthy", "error_rate_per_s": 0.0}, "error": None, "rate": None}
+    found = _decide({"health": HEALTH, "monitoring": good, "error_stats": GOOD_STATS})
+    assert found["health"]["status"] == "ok" and "unread" not in found["health"]["figures"]
