@@ -356,6 +356,8 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
                        monitoring_error_rate_per_s=monitoring.get("error_rate_per_s"))
     status, severity, alert, sample_note = judge_rate(rate, figures.get("window_errors"), figures.get("window_requests"), cfg)
     figures["rate_judged"] = rate is not None and sample_note is None
+    # The severity of the judged rate alone (not of unreadable readings): what an incident is classified by.
+    figures["rate_severity"] = severity
     if sample_note:
         figures["note"] = sample_note
     if rate is not None and status != "ok":
@@ -816,3 +818,80 @@ def smoke_step(session, window_rate, baseline, cfg):
     return step(name, status, severity, summary,
                 {"session_id": session.get("session_id"), "ended": session.get("ended"),
                  "error_rate_percent": window_rate, "baseline_percent": baseline}, problems)
+
+
+# --- incident ---------------------------------------------------------------
+
+def classify_incident(checked):
+    """The findings of an incident from the identification steps, by the guide's escalation table.
+
+    ``checked``: {step name: report step} of the run (health, error_monitoring,
+    disk_usage, performance). Every finding comes from a step's own decided
+    status or severity, never from a raw figure, so the rules of those steps
+    (the error rate's minimum sample, the runbook's own requests left out)
+    apply here too:
+
+    ================  ==========================================  ========
+    finding           when                                        severity
+    ================  ==========================================  ========
+    service_down      health is critical                          critical
+    high_error_rate   the judged error rate is high (> 5 %)       high
+    high_error_rate   the judged rate is medium (> 1 %), or the   medium
+                      backend calls itself unhealthy
+    disk              disk usage critical / warning               high / medium
+    memory            the app's memory above its target           high
+    ================  ==========================================  ========
+
+    Returns (findings, severity): a list of {type, severity, evidence,
+    suggested} and the worst severity ("none" without findings).
+    """
+    checked = checked or {}
+    found = []
+    health = checked.get("health") or {}
+    if health.get("status") == "critical":
+        found.append({"type": "service_down", "severity": "critical", "evidence": health.get("summary"),
+                      "suggested": "restart"})
+    errors = checked.get("error_monitoring") or {}
+    figures = errors.get("figures") or {}
+    rate_severity = figures.get("rate_severity", "none")
+    if rate_severity == "high":
+        found.append({"type": "high_error_rate", "severity": "high", "evidence": errors.get("summary"),
+                      "suggested": "review recent errors; restart or disable the failing feature"})
+    elif rate_severity == "medium" or figures.get("monitoring_status") == "unhealthy":
+        found.append({"type": "high_error_rate", "severity": "medium", "evidence": errors.get("summary"),
+                      "suggested": "review recent errors and errors by type"})
+    disk = checked.get("disk_usage") or {}
+    if disk.get("status") in ("critical", "warning"):
+        found.append({"type": "disk", "severity": "high" if disk["status"] == "critical" else "medium",
+                      "evidence": disk.get("summary"), "suggested": "emergency_cleanup"})
+    perf = checked.get("performance") or {}
+    memory = [p for p in perf.get("problems") or [] if str(p).startswith("memory")]
+    if memory:
+        found.append({"type": "memory", "severity": "high", "evidence": memory[0], "suggested": "restart"})
+    return found, worst_severity([f["severity"] for f in found])
+
+
+def recheck_errors(window, verdict, cfg):
+    """The error rate after a mitigation, judged like the step's (judge_rate), and whether it is resolved.
+
+    ``window``: log_scan's counts since the mitigation ({requests, errors,
+    status, own_requests, own_errors}) or None without a log; ``verdict``:
+    the backend's own status after it, or None. With a judged rate the
+    errors are resolved when it is at most the alert threshold (1 %); with a
+    rate from too few requests, or none, the backend's verdict decides (not
+    "unhealthy"). Returns {error_rate_after, errors, requests, judged, note,
+    errors_resolved}.
+    """
+    if window is None:
+        rate, errors, requests = None, None, None
+        judged, note = False, "no log to count the errors per request"
+    else:
+        rate, errors, requests = log_error_rate(window)
+        _status, _severity, _alert, note = judge_rate(rate, errors, requests, cfg)
+        judged = rate is not None and note is None
+    if judged:
+        resolved = rate <= float(cfg.get("warning_rate", 1.0))
+    else:
+        resolved = verdict not in (None, "unhealthy")
+    return {"error_rate_after": rate, "errors": errors, "requests": requests, "judged": judged, "note": note,
+            "errors_resolved": resolved}

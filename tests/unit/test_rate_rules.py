@@ -226,3 +226,68 @@ def test_a_usable_verdict_adds_nothing():
     good = {"data": {"status": "healthy", "error_rate_per_s": 0.0}, "error": None, "rate": None}
     found = _decide({"health": HEALTH, "monitoring": good, "error_stats": GOOD_STATS})
     assert found["health"]["status"] == "ok" and "unread" not in found["health"]["figures"]
+
+
+# --- the incident's classification: the escalation table in Python ------------------------
+
+def _errors_step(window):
+    stp, _state = steps.error_step(STATS, None, window, RATES, {}, NOW)
+    return stp
+
+
+@pytest.mark.parametrize("window, expected", [
+    # The real-backend page: 1 error in 5 requests is 20 %, and no incident.
+    ({"requests": 5, "errors": 1, "status": {}, "label": "w"}, []),
+    ({"requests": 104, "errors": 20, "status": {}, "label": "w"}, [("high_error_rate", "high")]),
+    ({"requests": 400, "errors": 5, "status": {}, "label": "w"}, [("high_error_rate", "medium")]),   # 1.25 %
+    ({"requests": 500, "errors": 5, "status": {}, "label": "w"}, []),                                # 1 %: not above
+])
+def test_the_incident_is_classified_from_the_steps_decided_rate(window, expected):
+    findings, severity = steps.classify_incident({"error_monitoring": _errors_step(window)})
+    assert [(f["type"], f["severity"]) for f in findings] == expected
+    assert severity == (expected[0][1] if expected else "none")
+
+
+def test_unreadable_statistics_are_no_error_rate_incident():
+    stp, _state = steps.error_step(None, "/api/errors/stats: HTTP 500", None, RATES, {}, NOW)
+    assert stp["severity"] == "medium"
+    assert steps.classify_incident({"error_monitoring": stp}) == ([], "none")
+
+
+def test_the_escalation_table():
+    checked = {
+        "health": {"status": "critical", "summary": "service down: /health: connection refused"},
+        "error_monitoring": {"figures": {"rate_severity": "none", "monitoring_status": "unhealthy"}, "summary": "s"},
+        "disk_usage": {"status": "warning", "summary": "d"},
+        "performance": {"problems": ["memory 1500 MB is above the 1024 MB target", "CPU 50 % is above"]},
+    }
+    findings, severity = steps.classify_incident(checked)
+    assert [(f["type"], f["severity"]) for f in findings] == [
+        ("service_down", "critical"), ("high_error_rate", "medium"), ("disk", "medium"), ("memory", "high")]
+    assert severity == "critical"
+    checked["disk_usage"]["status"] = "critical"
+    assert steps.classify_incident(checked)[0][2]["severity"] == "high"
+    assert steps.classify_incident({}) == ([], "none")
+
+
+@pytest.mark.parametrize("window, verdict, judged, resolved", [
+    ({"requests": 3, "errors": 0, "status": {}}, "healthy", False, True),     # too few requests: the verdict decides
+    ({"requests": 3, "errors": 0, "status": {}}, "unhealthy", False, False),
+    ({"requests": 3, "errors": 0, "status": {}}, None, False, False),         # nothing usable: not resolved
+    ({"requests": 500, "errors": 5, "status": {}}, "unhealthy", True, True),  # 1 %: at the alert threshold
+    ({"requests": 495, "errors": 5, "status": {}}, "healthy", True, False),   # just above it
+    (None, "healthy", False, True),
+])
+def test_the_error_rate_after_a_mitigation_is_judged_like_the_step(window, verdict, judged, resolved):
+    got = steps.recheck_errors(window, verdict, RATES)
+    assert got["judged"] is judged and got["errors_resolved"] is resolved
+
+
+def test_the_incident_module_warns_on_the_old_thresholds(run_module):
+    window = {"requests": 5, "errors": 1, "status": {}, "label": "w"}
+    result = run_module("bemore_incident", {"checked": {"error_monitoring": _errors_step(window)}, "error_high": 5.0})
+    assert result["findings"] == [] and result["severity"] == "none"
+    assert "incident_response_error_high is ignored" in str(result["deprecations"])
+    result = run_module("bemore_incident", {"recheck": {"log": {"requests": 200, "errors": 30, "status": {}, "window": None},
+                                                        "verdict": "healthy"}})
+    assert result["recheck"]["judged"] is True and result["recheck"]["errors_resolved"] is False
