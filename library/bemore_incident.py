@@ -19,7 +19,8 @@ description:
   - "With I(recheck), judges the error rate the backend logged since a
     mitigation by the same rule (C(recheck_errors)): a rate from fewer
     requests or errors than the minimum sample is not judged, and the
-    backend's own verdict decides whether the errors are resolved."
+    errors then count as resolved only when none was logged since the
+    mitigation and the backend's own verdict is not unhealthy."
 version_added: "2.0.0"
 options:
   checked:

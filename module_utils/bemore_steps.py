@@ -877,10 +877,12 @@ def recheck_errors(window, verdict, cfg):
     ``window``: log_scan's counts since the mitigation ({requests, errors,
     status, own_requests, own_errors}) or None without a log; ``verdict``:
     the backend's own status after it, or None. With a judged rate the
-    errors are resolved when it is at most the alert threshold (1 %); with a
-    rate from too few requests, or none, the backend's verdict decides (not
-    "unhealthy"). Returns {error_rate_after, errors, requests, judged, note,
-    errors_resolved}.
+    errors are resolved when it is at most the alert threshold (1 %). A rate
+    from too few requests is no evidence either way: it raises nothing, but
+    "resolved" needs evidence too, so the errors count as resolved only when
+    the window holds none at all and the backend's verdict is read and not
+    "unhealthy" (without a log, the verdict alone). Returns
+    {error_rate_after, errors, requests, judged, note, errors_resolved}.
     """
     if window is None:
         rate, errors, requests = None, None, None
@@ -892,6 +894,6 @@ def recheck_errors(window, verdict, cfg):
     if judged:
         resolved = rate <= float(cfg.get("warning_rate", 1.0))
     else:
-        resolved = verdict not in (None, "unhealthy")
+        resolved = not errors and verdict not in (None, "unhealthy")
     return {"error_rate_after": rate, "errors": errors, "requests": requests, "judged": judged, "note": note,
             "errors_resolved": resolved}

@@ -24,3 +24,41 @@ def test_predeploy_then_postdeploy_on_a_healthy_sandbox_pages_nothing(sandbox, a
     assert errors["window_own_errors"] >= 1, errors
     assert "left out" in post["error_monitoring"]["summary"]
     assert post["smoke_test"]["status"] == "ok", post["smoke_test"]
+
+
+def _wait_for(predicate, timeout=10.0):
+    import time  # pylint: disable=import-outside-toplevel
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in %s s" % timeout
+        time.sleep(0.05)
+
+
+def test_the_simulators_log_of_own_requests_and_the_probe_is_left_out(sim):
+    import urllib.error  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    from tests.helpers import register_module_utils  # pylint: disable=import-outside-toplevel
+    register_module_utils()
+    from ansible.module_utils import bemore_api, bemore_checks, bemore_logs  # pylint: disable=import-outside-toplevel
+
+    before = bemore_logs.scan_files([sim.log_file], {}, now=0)
+    for n in range(3):
+        req = urllib.request.Request(sim.url + "/health", headers={"X-Request-Id": "%s%d" % (bemore_api.RUNBOOK_REQUEST_ID_PREFIX, n)})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.headers["X-Request-Id"] == "%s%d" % (bemore_api.RUNBOOK_REQUEST_ID_PREFIX, n)
+    probe = urllib.request.Request(sim.url + "/api/session/start", method="OPTIONS", headers={
+        "Origin": bemore_checks.DEFAULT_PROBE_ORIGIN, "Access-Control-Request-Method": "POST",
+        "X-Request-Id": bemore_api.RUNBOOK_REQUEST_ID_PREFIX + "cors"})
+    try:
+        urllib.request.urlopen(probe, timeout=5).close()
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400
+
+    def scanned():
+        return bemore_logs.scan_files([sim.log_file], before["position"], now=0)
+    _wait_for(lambda: scanned()["own_requests"] >= 4)
+    after = scanned()
+    assert after["own_requests"] == 4 and after["own_errors"] == 1
+    # Whatever other traffic the simulator logged, the probe's refusal is not among the errors.
+    assert not any("CORS policy" in g["signature"] for g in after["signatures"])

@@ -274,6 +274,8 @@ def test_the_escalation_table():
     ({"requests": 3, "errors": 0, "status": {}}, "healthy", False, True),     # too few requests: the verdict decides
     ({"requests": 3, "errors": 0, "status": {}}, "unhealthy", False, False),
     ({"requests": 3, "errors": 0, "status": {}}, None, False, False),         # nothing usable: not resolved
+    ({"requests": 19, "errors": 2, "status": {}}, "healthy", False, False),   # errors go on, too few to judge: not resolved
+    ({"requests": 19, "errors": 0, "status": {"5xx": 1}}, "healthy", False, False),  # a 5xx counts when no error line
     ({"requests": 500, "errors": 5, "status": {}}, "unhealthy", True, True),  # 1 %: at the alert threshold
     ({"requests": 495, "errors": 5, "status": {}}, "healthy", True, False),   # just above it
     (None, "healthy", False, True),
