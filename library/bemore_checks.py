@@ -119,7 +119,7 @@ def log_window(scan, source, first):
         return None
     if source == "journal" and scan.get("window"):
         w = scan["window"]
-        return dict(w, label="the last %d min of the journal" % (int(w.get("seconds") or 300) // 60))
+        return dict(w, label="the last %d min of the journal" % (int(300 if w.get("seconds") is None else w["seconds"]) // 60))
     label = ("the whole log, first review" if first else "the %d log lines since the previous run" % int(scan.get("lines") or 0))
     return {"requests": scan.get("requests"), "errors": scan.get("errors"), "status": scan.get("status"), "label": label,
             "own_requests": scan.get("own_requests"), "own_errors": scan.get("own_errors")}

@@ -765,7 +765,7 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
         if rate.get("error"):
             problems.append("rate limit: %s" % rate["error"])
             worse("warning", "medium")
-        elif not rate.get("limit"):
+        elif rate.get("limit") is None:
             probe = rate.get("probe")
             if probe and not probe.get("hit") and not probe.get("error"):
                 # Asked to probe, and no 429 after as many requests as allowed: inactive.
@@ -780,7 +780,7 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
         parts.append("TLS %s" % ("error" if tls.get("error") else "%s days left" % tls.get("days_left")))
     if cors is not None:
         parts.append("CORS %s" % ("ok" if not cors.get("problems") else "problems"))
-    if rate is not None and rate.get("limit"):
+    if rate is not None and rate.get("limit") is not None:
         parts.append("rate limit %s per %s s (%s left)" % (
             rate["limit"], rate.get("window_s") or "?", rate.get("remaining")))
     summary = ", ".join(parts) or "nothing checked"

@@ -293,3 +293,51 @@ def test_the_incident_module_warns_on_the_old_thresholds(run_module):
     result = run_module("bemore_incident", {"recheck": {"log": {"requests": 200, "errors": 30, "status": {}, "window": None},
                                                         "verdict": "healthy"}})
     assert result["recheck"]["judged"] is True and result["recheck"]["errors_resolved"] is False
+
+
+# --- item 4: zero (and empty) is a value, never "not given" --------------------------------
+
+def _problems(role, cfg):
+    from ansible.module_utils import runbook_plan as plan  # pylint: disable=import-outside-toplevel
+    found = plan.Problems()
+    plan.validate_host("h1", {"bemore_base_url": "http://127.0.0.1:3000"}, {role: cfg}, found)
+    return found.lines
+
+
+def test_an_empty_list_of_paths_to_time_is_refused_not_replaced_by_health():
+    assert _problems("performance_check", {"performance_check_paths": []}) == [
+        "h1: performance_check_paths: must list at least one API path to time, got []"]
+    assert _problems("performance_check", {"performance_check_paths": ["/health"]}) == []
+
+
+@pytest.mark.parametrize("name, value, ok", [
+    ("api_security_cors_path", "", False),
+    ("api_security_cors_path", "/api/session/start", True),
+    ("api_security_rate_limit_path", "", False),
+    ("api_security_foreign_origin", "", False),
+    ("api_security_foreign_origin", "https://bemore-runbook-probe.invalid", True),
+    ("api_security_foreign_origin", "https://bemore-runbook-probe.invalid/path", False),
+])
+def test_an_empty_api_security_path_or_origin_is_refused(name, value, ok):
+    assert (_problems("api_security", {name: value}) == []) is ok
+
+
+def test_a_zero_timeout_is_refused_and_a_given_timeout_is_used():
+    from ansible.module_utils import runbook_plan as plan  # pylint: disable=import-outside-toplevel
+    found = plan.Problems()
+    plan.validate_host("h1", {"bemore_base_url": "http://127.0.0.1:3000", "bemore_api_timeout": 0}, {}, found)
+    assert any("bemore_api_timeout" in line for line in found.lines)
+    built = plan.build_plan("h1", {"bemore_base_url": "http://127.0.0.1:3000", "bemore_api_timeout": 2.5}, {}, [])
+    assert built["api"]["timeout"] == 2.5
+
+
+def test_an_announced_limit_of_zero_is_a_limit_not_no_limit():
+    stp = steps.api_security_step({}, rate={"limit": 0, "remaining": 0, "window_s": 600, "requests": 0})
+    assert "announces no limit" not in stp["summary"] and "rate limit 0 per 600 s" in stp["summary"]
+
+
+def test_a_zero_rate_and_zero_counts_are_values_in_the_error_step():
+    window = {"requests": 500, "errors": 0, "status": {"5xx": 0}, "label": "w", "own_requests": 0, "own_errors": 0}
+    stp, state = steps.error_step(STATS, None, window, RATES, {}, NOW)
+    assert stp["figures"]["error_rate_percent"] == 0.0 and stp["figures"]["rate_judged"] is True
+    assert stp["summary"].startswith("error rate 0 % (0 of 500 requests") and state["samples"][-1]["rate"] == 0.0
