@@ -125,6 +125,18 @@ def log_window(scan, source, first):
             "own_requests": scan.get("own_requests"), "own_errors": scan.get("own_errors")}
 
 
+# The API readings of each step that the step cannot tell from "nothing
+# found" when they are missing altogether.
+READINGS = {
+    "performance_check": (("the API latency samples", "latency"),),
+    "api_security": (("the TLS certificate", "tls"), ("the CORS preflights", "cors"), ("the announced rate limit", "rate")),
+}
+
+
+def _plain_http(plan):
+    return not str(plan["api"].get("base_url") or "").startswith("https:")
+
+
 def own_errors_caused(previous, cors, now):
     """(errors by type the runbook's probes added to the backend's counters and not yet subtracted, this run's entry).
 
@@ -224,6 +236,11 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             stp = api_security_step(cfg[role], (api or {}).get("tls"), (api or {}).get("cors"), (api or {}).get("rate"))
         else:
             continue
+        for what, reading in READINGS.get(role, ()):
+            # A reading the plan asked the API for that never came back (the
+            # host's API was not read at all) is named, not judged as nothing.
+            if reading in plan["wants"] and reading not in (api or {}) and not (reading == "tls" and _plain_http(plan)):
+                name_unread(stp, what, (api or {}).get("error") or "not read", "medium")
         steps.append(stp)
     if own_new is not None or own_pending != ((previous or {}).get("own_errors") or []):
         state["own_errors"] = own_pending + ([own_new] if own_new else [])

@@ -341,3 +341,16 @@ def test_a_zero_rate_and_zero_counts_are_values_in_the_error_step():
     stp, state = steps.error_step(STATS, None, window, RATES, {}, NOW)
     assert stp["figures"]["error_rate_percent"] == 0.0 and stp["figures"]["rate_judged"] is True
     assert stp["summary"].startswith("error rate 0 % (0 of 500 requests") and state["samples"][-1]["rate"] == 0.0
+
+
+def test_readings_the_api_never_returned_are_named_not_judged_as_nothing():
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    module = load_module("bemore_checks")
+    inputs = {"bemore_base_url": "https://api.example:8443", "bemore_log_source": "none", "bemore_host_access": "api_only"}
+    plan = build_plan("api1", inputs, {"performance_check": {}, "api_security": {}}, ["performance_check", "api_security"])
+    found, _state = module.decide(plan, {"error": "cannot build a client: bad URL"}, {}, {}, {}, NOW)
+    by = dict((s["step"], s) for s in found)
+    assert by["performance"]["status"] == "warning"
+    assert by["performance"]["figures"]["unread"] == {"the API latency samples": "cannot build a client: bad URL"}
+    assert set(by["api_security"]["figures"]["unread"]) == {"the TLS certificate", "the CORS preflights", "the announced rate limit"}
+    assert by["api_security"]["status"] == "warning" and by["api_security"]["severity"] == "medium"
