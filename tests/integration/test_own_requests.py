@@ -62,3 +62,13 @@ def test_the_simulators_log_of_own_requests_and_the_probe_is_left_out(sim):
     assert after["own_requests"] == 4 and after["own_errors"] == 1
     # Whatever other traffic the simulator logged, the probe's refusal is not among the errors.
     assert not any("CORS policy" in g["signature"] for g in after["signatures"])
+
+
+def test_predeploy_checks_then_an_incident_run_find_no_incident_on_a_healthy_sandbox(sandbox, ansible_env):
+    # The real-backend page: predeploy --tags health,errors,api, then incident.yml with nothing confirmed.
+    assert play("predeploy.yml", ansible_env, "--tags", "health,errors,api").returncode == 0
+    proc = play("incident.yml", ansible_env)
+    report = latest(ansible_env, "incident")
+    by_step = steps(report)
+    assert by_step["incident_response"]["figures"]["classification"] == [], json.dumps(by_step, indent=1)[:4000]
+    assert report["worst_severity"] not in ("high", "critical") and proc.returncode == 0, proc.stdout[-3000:]
