@@ -462,6 +462,10 @@ def log_step(scan, cfg, previous=None, now=None, source_label=None):
         summary += "; rotated: %s" % ", ".join(r.get("how", "") for r in scan["rotations"])
     if source_label:
         summary += " (%s)" % source_label
+    own = (int(scan.get("own_requests") or 0), int(scan.get("own_errors") or 0))
+    if any(own):
+        # The runbook's own access lines and its CORS probe's refusals are not the backend's errors to review.
+        summary += "; left out: %d of the runbook's own requests, %d error line(s) of its CORS probe" % own
     figures = {
         "source": source_label, "lines": scan.get("lines"), "bytes": scan.get("bytes"), "errors": errors,
         "warnings": warns, "levels": scan.get("levels"), "requests": scan.get("requests"),
@@ -469,6 +473,7 @@ def log_step(scan, cfg, previous=None, now=None, source_label=None):
         "top_signatures": ["%s x%d" % (s["signature"], s["count"]) for s in top],
         "rotations": scan.get("rotations") or [], "backlog_bytes": behind,
         "backlog_seconds": backlog.get("seconds_behind"), "backlog_growing": growing,
+        "own_requests": own[0], "own_errors": own[1],
     }
     stamp = _iso(now)
     for sig in sigs:

@@ -354,3 +354,11 @@ def test_readings_the_api_never_returned_are_named_not_judged_as_nothing():
     assert by["performance"]["figures"]["unread"] == {"the API latency samples": "cannot build a client: bad URL"}
     assert set(by["api_security"]["figures"]["unread"]) == {"the TLS certificate", "the CORS preflights", "the announced rate limit"}
     assert by["api_security"]["status"] == "warning" and by["api_security"]["severity"] == "medium"
+
+
+def test_the_log_review_says_what_of_the_runbooks_own_it_left_out():
+    scan = {"lines": 40, "errors": 0, "levels": {}, "signatures": [], "own_requests": 12, "own_errors": 1,
+            "position": {}}
+    stp, _state = steps.log_step(scan, {}, {"position": {"files": {}}}, NOW, "app.log")
+    assert "left out: 12 of the runbook's own requests, 1 error line(s) of its CORS probe" in stp["summary"]
+    assert (stp["figures"]["own_requests"], stp["figures"]["own_errors"]) == (12, 1)
