@@ -105,7 +105,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_checks import sweep
 from ansible.module_utils.bemore_steps import (
-    api_security_step, disk_step, error_step, health_step, log_step, not_applicable, performance_step,
+    api_security_step, disk_step, error_step, health_step, log_step, name_unread, not_applicable, performance_step,
     tmp_cleanup_step, unreadable,
 )
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
@@ -127,9 +127,41 @@ def log_window(scan, source, first):
         return None
     if source == "journal" and scan.get("window"):
         w = scan["window"]
-        return dict(w, label="the last %d min of the journal" % (int(w.get("seconds") or 300) // 60))
+        return dict(w, label="the last %d min of the journal" % (int(300 if w.get("seconds") is None else w["seconds"]) // 60))
     label = ("the whole log, first review" if first else "the %d log lines since the previous run" % int(scan.get("lines") or 0))
-    return {"requests": scan.get("requests"), "errors": scan.get("errors"), "status": scan.get("status"), "label": label}
+    return {"requests": scan.get("requests"), "errors": scan.get("errors"), "status": scan.get("status"), "label": label,
+            "own_requests": scan.get("own_requests"), "own_errors": scan.get("own_errors")}
+
+
+# The API readings of each step that the step cannot tell from "nothing
+# found" when they are missing altogether.
+READINGS = {
+    "performance_check": (("the API latency samples", "latency"),),
+    "api_security": (("the TLS certificate", "tls"), ("the CORS preflights", "cors"), ("the announced rate limit", "rate")),
+}
+
+
+def _plain_http(plan):
+    return not str(plan["api"].get("base_url") or "").startswith("https:")
+
+
+def own_errors_caused(previous, cors, now):
+    """(errors by type the runbook's probes added to the backend's counters and not yet subtracted, this run's entry).
+
+    The CORS probe runs after the sweep read the counters, so what it adds
+    shows in the next reading; it waits in the state until a reading of
+    the counters subtracts it.
+    """
+    pending = [e for e in (previous or {}).get("own_errors") or [] if isinstance(e, dict)]
+    mine = None
+    if cors and cors.get("foreign_status") is not None and not cors.get("foreign_allowed") \
+            and int(cors["foreign_status"]) >= 400:
+        # The backend's error handler refused the origin: one UNKNOWN error in its counters.
+        mine = {"ts": round(now, 1), "count": 1, "type": "UNKNOWN", "what": "CORS probe from a foreign origin"}
+    caused = {}
+    for entry in pending:
+        caused[entry.get("type") or "UNKNOWN"] = caused.get(entry.get("type") or "UNKNOWN", 0) + int(entry.get("count") or 0)
+    return caused, pending, mine
 
 
 def decide(plan, api, readings, previous, results, now, check_mode=False):
@@ -147,6 +179,7 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
     restarted = False
     uptime = (health_reading.get("health") or {}).get("uptime_s")
     log = readings.get("log")
+    own_caused, own_pending, own_new = own_errors_caused(previous, (api or {}).get("cors"), now)
     for role in plan["selected"]:
         if role in plan["not_applicable"]:
             steps.append(not_applicable({"performance_check": "performance", "health_check": "health"}.get(role, role),
@@ -158,6 +191,9 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             restarted = bool(stp["figures"].get("restarted"))
             if new is not None:
                 state["health"] = new
+            if monitoring_error and health_reading.get("health"):
+                # The backend's own verdict was asked for and could not be used.
+                name_unread(stp, "the backend's own verdict", monitoring_error)
         elif role == "error_monitoring":
             stats, stats_error = _reading(api, "error_stats")
             source = (plan["host_plan"].get("log") or {}).get("source")
@@ -165,9 +201,14 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             first = not (previous.get("error_monitoring") or {}).get("position") and source != "journal"
             window = log_window(scan, source, first)
             stp, new = error_step(stats, stats_error, window, cfg[role], previous.get("error_monitoring"), now,
-                                  monitoring, restarted)
+                                  monitoring, restarted, own_caused)
+            if stats is not None:
+                own_pending = []  # subtracted from this reading, or gone with a restart
             if scan and scan.get("error"):
-                stp["problems"].append(scan["error"])
+                name_unread(stp, "the backend's log", scan["error"], "medium")
+            if monitoring_error and stats is not None:
+                # (Unreadable statistics are a problem of their own already.)
+                name_unread(stp, "the backend's own verdict", monitoring_error)
             if scan and not scan.get("error") and source == "file":
                 new["position"] = scan.get("position") or {}
             state["error_monitoring"] = new
@@ -203,7 +244,14 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
             stp = api_security_step(cfg[role], (api or {}).get("tls"), (api or {}).get("cors"), (api or {}).get("rate"))
         else:
             continue
+        for what, reading in READINGS.get(role, ()):
+            # A reading the plan asked the API for that never came back (the
+            # host's API was not read at all) is named, not judged as nothing.
+            if reading in plan["wants"] and reading not in (api or {}) and not (reading == "tls" and _plain_http(plan)):
+                name_unread(stp, what, (api or {}).get("error") or "not read", "medium")
         steps.append(stp)
+    if own_new is not None or own_pending != ((previous or {}).get("own_errors") or []):
+        state["own_errors"] = own_pending + ([own_new] if own_new else [])
     return steps, state
 
 

@@ -30,8 +30,17 @@ options:
   error_rate:
     description: The error rate in percent the run's checks measured now; null when unknown.
     type: float
+  error_rate_judged:
+    description:
+      - Whether the error-monitoring step judged I(error_rate) as evidence. A rate from fewer requests or errors than its
+        minimum sample is reported with its counts and not compared with the baseline.
+    type: bool
+    default: true
+  error_rate_note:
+    description: Why the rate was not judged (the error-monitoring step's note), shown in the summary.
+    type: str
   baseline:
-    description: The error rate in percent recorded before the deployment; null when none was recorded.
+    description: The error rate in percent recorded before the deployment; null when none was recorded. C(0) is a baseline of 0 %.
     type: float
   error_margin:
     description: Percentage points the rate may exceed the baseline by.
@@ -91,6 +100,8 @@ def main():
             body=dict(type="dict", default={"userId": "test", "counselorId": "test"}),
             end_timeout=dict(type="float", default=60.0),
             error_rate=dict(type="float"),
+            error_rate_judged=dict(type="bool", default=True),
+            error_rate_note=dict(type="str"),
             baseline=dict(type="float"),
             error_margin=dict(type="float", default=0.5),
         ),
@@ -107,7 +118,9 @@ def main():
         session = {"skipped": True, "session_id": None, "ended": False, "error": None, "end_error": None}
     else:
         session = run_session(client, p["body"], p["end_timeout"])
-    stp = smoke_step(session, p["error_rate"], p["baseline"], {"error_margin": p["error_margin"]})
+    stp = smoke_step(session, p["error_rate"], p["baseline"], {"error_margin": p["error_margin"],
+                                                               "rate_judged": p["error_rate_judged"],
+                                                               "rate_note": p["error_rate_note"]})
     # The session is probe traffic, started and ended again: nothing on a host changed.
     module.exit_json(changed=False, step=stp, session=session)
 

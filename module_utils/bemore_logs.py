@@ -95,6 +95,17 @@ LEVEL_TEXT = re.compile(
 ACCESS_TAIL = b" ms reqId="
 UNANSWERED_TAIL = b" - - - - ms reqId="
 STATUS_REVERSED = re.compile(rb"=dIqer sm [^ ]* - [^ ]* ..([1345]) ")
+# The runbook's own traffic (bemore_api.RUNBOOK_REQUEST_ID_PREFIX, written
+# out here because this file runs on the host with the standard library
+# only): its access lines carry this reqId prefix, and its CORS probe's
+# foreign origin is named in the error line the backend logs for it. Both are
+# left out of the counts the error rate is judged on, and counted apart.
+OWN_REQUEST_ID = b"bemore-runbook-"
+OWN_ACCESS_TAIL = ACCESS_TAIL + OWN_REQUEST_ID
+OWN_UNANSWERED_TAIL = UNANSWERED_TAIL + OWN_REQUEST_ID
+OWN_STATUS_REVERSED = re.compile(re.escape(OWN_REQUEST_ID[::-1]) + STATUS_REVERSED.pattern)
+OWN_PROBE_ORIGIN = b"://bemore-runbook-probe"
+OWN_CORS_LINE = b"CORS policy: Origin http"
 STACK_MARK = b"Stack Trace:"
 STACK_FRAME = re.compile(rb"\s{2,}(at [^\n]+)")
 
@@ -211,6 +222,10 @@ class Tally(object):
         self.status_other = 0
         self.levels = dict.fromkeys(LEVELS, 0)
         self.errors = 0
+        # The runbook's own requests and its probe's error lines, left out of
+        # requests, status and errors.
+        self.own_requests = 0
+        self.own_errors = 0
         self.groups = {}
         self.overflow = 0
         self.first_time = None
@@ -231,20 +246,25 @@ class Tally(object):
         self._levels(data, end)
         requests = data.count(ACCESS_TAIL, 0, end)
         if requests:
-            self.requests += requests
-            self._status(data, end, requests)
+            own = data.count(OWN_ACCESS_TAIL, 0, end)
+            self.requests += requests - own
+            self.own_requests += own
+            self._status(data, end, requests - own, own)
 
-    def _status(self, data, end, requests):
+    def _status(self, data, end, requests, own):
         reverse = bytearray(memoryview(data)[:end])
         reverse.reverse()
         found = STATUS_REVERSED.findall(reverse)
+        mine = OWN_STATUS_REVERSED.findall(reverse) if own else []
         del reverse
         others = 0
         for digit in (b"3", b"4", b"5"):
-            count = found.count(digit)
+            count = found.count(digit) - mine.count(digit)
             self.status[digit.decode() + "xx"] += count
             others += count
         odd = found.count(b"1") + data.count(UNANSWERED_TAIL, 0, end)
+        if own:
+            odd -= mine.count(b"1") + data.count(OWN_UNANSWERED_TAIL, 0, end)
         self.status_other += odd
         self.status["2xx"] += requests - others - odd
 
@@ -260,6 +280,11 @@ class Tally(object):
             self.last_time = hi
         levels = self.levels
         errors = [item for item in found if item[0] == b"ERROR" or item[0] == b"CRITICAL"]
+        if errors and data.find(OWN_PROBE_ORIGIN, 0, end) >= 0:
+            kept = [item for item in errors if not _own_probe_line(item[4])]
+            self.own_errors += len(errors) - len(kept)
+            found = [item for item in found if item[0] in (b"INFO", b"WARN")] + kept
+            errors = kept
         if len(errors) < len(found):
             for item in found:
                 if item[0] == b"INFO" or item[0] == b"WARN":
@@ -363,8 +388,9 @@ class Tally(object):
             pos = data.find(b"[CRITICAL]", pos + 10, end)
 
     def window(self):
-        """The counts the error rate is judged on."""
-        return {"requests": self.requests, "errors": self.errors, "status": dict(self.status)}
+        """The counts the error rate is judged on, and what of the runbook's own was left out of them."""
+        return {"requests": self.requests, "errors": self.errors, "status": dict(self.status),
+                "own_requests": self.own_requests, "own_errors": self.own_errors}
 
     def result(self, top):
         groups = []
@@ -379,8 +405,18 @@ class Tally(object):
             "signatures": groups, "top_signatures": groups[:max(int(top), 0)],
             "new_signatures": [g["signature"] for g in groups if g["new"]],
             "signatures_overflow": self.overflow,
+            "own_requests": self.own_requests, "own_errors": self.own_errors,
             "first_time": self.first_time, "last_time": self.last_time,
         }
+
+
+def _own_probe_line(message):
+    """Whether an error line's message is the backend's refusal of the runbook's own CORS probe origin."""
+    message = strip_ansi(message).strip() if message else b""
+    if not message.startswith(OWN_CORS_LINE):
+        return False
+    origin = message[len(OWN_CORS_LINE) - 4:].split(b" ", 1)[0]
+    return origin.partition(b"://")[2].startswith(OWN_PROBE_ORIGIN[3:])
 
 
 def _text(raw):

@@ -80,6 +80,24 @@ def unreadable(name, reason, severity="medium"):
     return step(name, "warning", severity, "could not check: %s" % reason, {}, [reason])
 
 
+def name_unread(stp, what, reason, severity="low"):
+    """Name in ``stp`` a reading the run asked for and could not use: never a silent drop.
+
+    It goes into the figures (``unread``: {what: reason}), the problems and
+    the summary; a step that read ok becomes a warning of at least
+    ``severity``. Returns ``stp``.
+    """
+    text = "could not use %s: %s" % (what, reason)
+    stp["figures"].setdefault("unread", {})[what] = reason
+    if text not in stp["problems"]:
+        stp["problems"].append(text)
+        stp["summary"] += "; " + text
+    if STATUS_RANK.get(stp["status"], 3) < STATUS_RANK["warning"]:
+        stp["status"] = "warning"
+    stp["severity"] = worst_severity([stp["severity"], severity])
+    return stp
+
+
 def _round(value, digits=1):
     return None if value is None else round(float(value), digits)
 
@@ -236,7 +254,10 @@ def _api_time(text, now):
 # --- error rate -------------------------------------------------------------
 
 def classify_rate(rate, cfg):
-    """(status, severity, alert) for an error rate in percent (None: unknown)."""
+    """(status, severity, alert) for an error rate in percent (None: unknown), on thresholds alone.
+
+    Use judge_rate where the counts are known: it applies the minimum sample.
+    """
     if rate is None:
         return "ok", "none", False
     if rate > float(cfg.get("critical_rate", 5.0)):
@@ -246,6 +267,40 @@ def classify_rate(rate, cfg):
     if rate > float(cfg.get("target_rate", 0.1)):
         return "ok", "low", False
     return "ok", "none", False
+
+
+# The minimum sample of a judged rate (error_monitoring_min_requests and
+# error_monitoring_min_errors; the role's defaults declare the same values).
+MIN_REQUESTS = 20
+MIN_ERRORS = 5
+
+
+def judge_rate(rate, errors, requests, cfg):
+    """(status, severity, alert, note) of an error rate of ``errors`` in ``requests``.
+
+    The guide's thresholds (target 0.1 %, alert above 1 %: medium, above
+    5 %: high) are about traffic. A rate from a handful of requests is not
+    evidence: 1 error in 5 requests is 20 %, and says nothing. So the rate is
+    judged only when the window holds at least ``min_requests`` requests
+    (default 20) AND at least ``min_errors`` errors (default 5); below
+    either minimum it is reported with its counts and a note that says which
+    minimum it is below, and it raises no severity (ok, none, no alert).
+    At or above both minimums the thresholds decide: 20 errors in 104
+    requests (19 %) is high. ``note`` is None when the rate was judged.
+    """
+    if rate is None:
+        return "ok", "none", False, None
+    min_requests = int(cfg.get("min_requests", MIN_REQUESTS))
+    min_errors = int(cfg.get("min_errors", MIN_ERRORS))
+    counts = "%d error%s in %d request%s" % (errors, "" if errors == 1 else "s", requests, "" if requests == 1 else "s")
+    if requests < min_requests:
+        return "ok", "none", False, "%s: too few requests to judge, below the minimum of %d" % (counts, min_requests)
+    if errors < min_errors:
+        if rate > float(cfg.get("target_rate", 0.1)):
+            return "ok", "none", False, "%s: too few errors to judge, below the minimum of %d" % (counts, min_errors)
+        return "ok", "none", False, None
+    status, severity, alert = classify_rate(rate, cfg)
+    return status, severity, alert, None
 
 
 def log_error_rate(window):
@@ -263,14 +318,23 @@ def log_error_rate(window):
     return round(100.0 * errors / requests, 4), errors, requests
 
 
-def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitoring=None, restarted=False):
+def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitoring=None, restarted=False,
+               own_caused=None):
     """The error-monitoring step.
 
     ``stats``: parsed /api/errors/stats or None (``stats_error`` says why).
     ``window``: the log's counts for the rate ({requests, errors, status,
-    label}) or None when the host has no readable log.
-    Each reading is judged on its own: the newest window is the finding, the
-    history only gives the trend.
+    label, own_requests, own_errors}) or None when the host has no readable log.
+    Each reading is judged on its own (judge_rate: thresholds and the
+    minimum sample): the newest window is the finding, the history only gives
+    the trend.
+
+    The runbook's own requests never count: the log core leaves its access
+    lines (reqId with the runbook's prefix) and its CORS probe's error lines
+    out of the window, and the summary says how many. The backend's error
+    counters cannot be filtered: ``own_caused`` ({type: count}) is what the
+    runbook's own probes added to them since the previous reading, and is
+    subtracted from the change of the counters (and said so).
     Returns (step, state).
     """
     previous = previous or {}
@@ -281,18 +345,30 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
                   "high": float(cfg.get("critical_rate", 5.0))}
     figures["thresholds_percent"] = thresholds
     rate = None
+    left_out = []
     if window is not None:
         rate, errors, requests = log_error_rate(window)
+        own_requests, own_errors = int(window.get("own_requests") or 0), int(window.get("own_errors") or 0)
         figures.update(error_rate_percent=rate, window=window.get("label"), window_errors=errors,
-                       window_requests=requests)
+                       window_requests=requests, window_own_requests=own_requests, window_own_errors=own_errors)
+        if own_requests:
+            left_out.append("%d of the runbook's own requests" % own_requests)
+        if own_errors:
+            left_out.append("%d error line%s of its CORS probe" % (own_errors, "" if own_errors == 1 else "s"))
     else:
         figures.update(error_rate_percent=None, window=None)
     per_minute = None
+    own_caused = dict((k, int(v)) for k, v in (own_caused or {}).items() if int(v) > 0)
     if stats is not None:
         total = stats["total"]
         prev_total, prev_ts = previous.get("total"), previous.get("ts")
         if prev_total is not None and prev_ts is not None and now > prev_ts and not restarted and total >= prev_total:
-            per_minute = round((total - prev_total) * 60.0 / (now - prev_ts), 3)
+            caused = min(sum(own_caused.values()), total - prev_total)
+            figures["own_errors_subtracted"] = caused
+            if caused:
+                left_out.append("%d error%s its own CORS probe added to the backend's counters" % (
+                    caused, "" if caused == 1 else "s"))
+            per_minute = round((total - prev_total - caused) * 60.0 / (now - prev_ts), 3)
         by_type = stats["by_type"]
         newest = list(reversed(stats["recent"]))[:int(cfg.get("recent_limit", 20))]
         figures.update(
@@ -303,14 +379,19 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
             latest_error=newest[0]["message"] if newest else None)
         prev_types = previous.get("by_type")
         if isinstance(prev_types, dict) and not restarted:
-            figures["new_by_type"] = dict((k, v - prev_types.get(k, 0)) for k, v in by_type.items()
-                                          if v - prev_types.get(k, 0) > 0)
+            figures["new_by_type"] = dict((k, v - prev_types.get(k, 0) - own_caused.get(k, 0)) for k, v in by_type.items()
+                                          if v - prev_types.get(k, 0) - own_caused.get(k, 0) > 0)
     else:
         problems.append("cannot read the error statistics: %s" % stats_error)
     if monitoring:
         figures.update(monitoring_status=monitoring["status"],
                        monitoring_error_rate_per_s=monitoring.get("error_rate_per_s"))
-    status, severity, alert = classify_rate(rate, cfg)
+    status, severity, alert, sample_note = judge_rate(rate, figures.get("window_errors"), figures.get("window_requests"), cfg)
+    figures["rate_judged"] = rate is not None and sample_note is None
+    # The severity of the judged rate alone (not of unreadable readings): what an incident is classified by.
+    figures["rate_severity"] = severity
+    if sample_note:
+        figures["note"] = sample_note
     if rate is not None and status != "ok":
         limit = thresholds["high"] if status == "critical" else thresholds["alert"]
         problems.append("error rate %s %% is above %s %% (%s of %s requests, %s)"
@@ -341,6 +422,8 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
     if rate is not None:
         summary = "error rate %s %% (%s of %s requests, %s)" % (
             _fmt(rate, 3), figures["window_errors"], figures["window_requests"], window.get("label"))
+        if sample_note:
+            summary += "; not judged: " + sample_note
     elif per_minute is not None:
         summary = "%s errors/min since the last run; per-request rate needs the log" % _fmt(per_minute, 2)
     elif window is not None:
@@ -351,6 +434,9 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
         top = sorted(((v, k) for k, v in stats["by_type"].items() if v), reverse=True)[:3]
         summary += "; %d errors since start%s" % (stats["total"], (", top: " + ", ".join(
             "%s %d" % (k, v) for v, k in top)) if top else "")
+    if left_out:
+        summary += "; left out: " + ", ".join(left_out)
+    figures["left_out"] = left_out
     if problems and status != "ok":
         summary += "; " + problems[0]
     state = {"samples": samples}
@@ -408,6 +494,10 @@ def log_step(scan, cfg, previous=None, now=None, source_label=None):
         summary += "; rotated: %s" % ", ".join(r.get("how", "") for r in scan["rotations"])
     if source_label:
         summary += " (%s)" % source_label
+    own = (int(scan.get("own_requests") or 0), int(scan.get("own_errors") or 0))
+    if any(own):
+        # The runbook's own access lines and its CORS probe's refusals are not the backend's errors to review.
+        summary += "; left out: %d of the runbook's own requests, %d error line(s) of its CORS probe" % own
     figures = {
         "source": source_label, "lines": scan.get("lines"), "bytes": scan.get("bytes"), "errors": errors,
         "warnings": warns, "levels": scan.get("levels"), "requests": scan.get("requests"),
@@ -415,6 +505,7 @@ def log_step(scan, cfg, previous=None, now=None, source_label=None):
         "top_signatures": ["%s x%d" % (s["signature"], s["count"]) for s in top],
         "rotations": scan.get("rotations") or [], "backlog_bytes": behind,
         "backlog_seconds": backlog.get("seconds_behind"), "backlog_growing": growing,
+        "own_requests": own[0], "own_errors": own[1],
     }
     stamp = _iso(now)
     for sig in sigs:
@@ -560,6 +651,15 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
                 problems.append("the app's cleanup service reports %d errors" % service["errors"])
     if folder is not None:
         figures.update(folder_mb=round(folder["bytes"] / MB, 2), folder_files=folder["files"])
+        over = folder["bytes"] - figures["cap_mb"] * MB
+        figures["over_cap_bytes"] = int(max(over, 0))
+        if over > 0 and cleanup is None:
+            # The app's service keeps the folder under the cap at each check;
+            # still over it now is a check that did not, or one that is overdue.
+            problems.append("temp folder %s MB (%d files) is over the %s MB cap by %s; %s" % (
+                _fmt(figures["folder_mb"], 2), folder["files"], _fmt(figures["cap_mb"]),
+                ("%s MB" % _fmt(over / MB, 2)) if over >= 0.01 * MB else "%d bytes" % over,
+                _last_check_text(service, figures.get("service_last_check_age_s"), cfg.get("check_service", True))))
     mode = "status"
     if cleanup is not None:
         mode = cleanup.get("mode", "policy")
@@ -595,6 +695,20 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
     # worth a look within 4 hours.
     status, severity = ("warning", "medium") if problems else ("ok", "none")
     return step(name, status, severity, summary, figures, problems)
+
+
+def _last_check_text(service, age_s, checked):
+    """When the app's cleanup service last checked the folder, as a sentence part."""
+    if not checked:
+        return "the app's cleanup service was not checked in this run"
+    if service is None:
+        return "when the app's cleanup service last checked is unknown (its statistics could not be read)"
+    last = service.get("last_check_time")
+    if last is None:
+        return "the app's cleanup service has not checked it yet"
+    if age_s is None:
+        return "the app's cleanup service last checked at %s" % last
+    return "the app's cleanup service last checked at %s, %s min ago" % (last, _fmt(age_s / 60.0, 0))
 
 
 # --- performance --------------------------------------------------------------
@@ -695,7 +809,7 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
         if rate.get("error"):
             problems.append("rate limit: %s" % rate["error"])
             worse("warning", "medium")
-        elif not rate.get("limit"):
+        elif rate.get("limit") is None:
             probe = rate.get("probe")
             if probe and not probe.get("hit") and not probe.get("error"):
                 # Asked to probe, and no 429 after as many requests as allowed: inactive.
@@ -710,7 +824,7 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
         parts.append("TLS %s" % ("error" if tls.get("error") else "%s days left" % tls.get("days_left")))
     if cors is not None:
         parts.append("CORS %s" % ("ok" if not cors.get("problems") else "problems"))
-    if rate is not None and rate.get("limit"):
+    if rate is not None and rate.get("limit") is not None:
         parts.append("rate limit %s per %s s (%s left)" % (
             rate["limit"], rate.get("window_s") or "?", rate.get("remaining")))
     summary = ", ".join(parts) or "nothing checked"
@@ -722,21 +836,108 @@ def api_security_step(cfg, tls=None, cors=None, rate=None):
 # --- smoke test -------------------------------------------------------------
 
 def smoke_step(session, window_rate, baseline, cfg):
-    """The post-deployment smoke test: a session started and ended, the error rate against the baseline."""
+    """The post-deployment smoke test: a session started and ended, the error rate against the baseline.
+
+    The rate is compared only when the error-monitoring step judged it
+    (``cfg["rate_judged"]``: its minimum sample, see judge_rate); a 0 %
+    baseline is a baseline like any other.
+    """
     name = "smoke_test"
     problems = []
+    judged = cfg.get("rate_judged", True) is not False
     if session.get("error"):
         problems.append("POST /api/session/start failed: %s" % session["error"])
     elif session.get("end_error"):
         problems.append("the test session %s could not be ended: %s" % (session.get("session_id"), session["end_error"]))
     margin = float(cfg.get("error_margin", 0.5))
-    if baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
+    if judged and baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
         problems.append("error rate %s %% is above the pre-deploy baseline of %s %%" % (_fmt(window_rate, 3), _fmt(float(baseline), 3)))
     summary = "session start %s, end %s; error rate %s %% against a baseline of %s %%" % (
         "skipped (check mode)" if session.get("skipped") else ("FAILED" if session.get("error") else "ok"),
         "skipped" if session.get("skipped") or session.get("error") else ("FAILED" if session.get("end_error") else "ok"),
         _fmt(window_rate, 3), _fmt(baseline, 3) if baseline is not None else "unknown")
+    if not judged and window_rate is not None:
+        summary += "; not compared: %s" % (cfg.get("rate_note") or "too few requests or errors to judge")
     status, severity = ("critical", "high") if problems else ("ok", "none")
     return step(name, status, severity, summary,
                 {"session_id": session.get("session_id"), "ended": session.get("ended"),
                  "error_rate_percent": window_rate, "baseline_percent": baseline}, problems)
+
+
+# --- incident ---------------------------------------------------------------
+
+def classify_incident(checked):
+    """The findings of an incident from the identification steps, by the guide's escalation table.
+
+    ``checked``: {step name: report step} of the run (health, error_monitoring,
+    disk_usage, performance). Every finding comes from a step's own decided
+    status or severity, never from a raw figure, so the rules of those steps
+    (the error rate's minimum sample, the runbook's own requests left out)
+    apply here too:
+
+    ================  ==========================================  ========
+    finding           when                                        severity
+    ================  ==========================================  ========
+    service_down      health is critical                          critical
+    high_error_rate   the judged error rate is high (> 5 %)       high
+    high_error_rate   the judged rate is medium (> 1 %), or the   medium
+                      backend calls itself unhealthy
+    disk              disk usage critical / warning               high / medium
+    memory            the app's memory above its target           high
+    ================  ==========================================  ========
+
+    Returns (findings, severity): a list of {type, severity, evidence,
+    suggested} and the worst severity ("none" without findings).
+    """
+    checked = checked or {}
+    found = []
+    health = checked.get("health") or {}
+    if health.get("status") == "critical":
+        found.append({"type": "service_down", "severity": "critical", "evidence": health.get("summary"),
+                      "suggested": "restart"})
+    errors = checked.get("error_monitoring") or {}
+    figures = errors.get("figures") or {}
+    rate_severity = figures.get("rate_severity", "none")
+    if rate_severity == "high":
+        found.append({"type": "high_error_rate", "severity": "high", "evidence": errors.get("summary"),
+                      "suggested": "review recent errors; restart or disable the failing feature"})
+    elif rate_severity == "medium" or figures.get("monitoring_status") == "unhealthy":
+        found.append({"type": "high_error_rate", "severity": "medium", "evidence": errors.get("summary"),
+                      "suggested": "review recent errors and errors by type"})
+    disk = checked.get("disk_usage") or {}
+    if disk.get("status") in ("critical", "warning"):
+        found.append({"type": "disk", "severity": "high" if disk["status"] == "critical" else "medium",
+                      "evidence": disk.get("summary"), "suggested": "emergency_cleanup"})
+    perf = checked.get("performance") or {}
+    memory = [p for p in perf.get("problems") or [] if str(p).startswith("memory")]
+    if memory:
+        found.append({"type": "memory", "severity": "high", "evidence": memory[0], "suggested": "restart"})
+    return found, worst_severity([f["severity"] for f in found])
+
+
+def recheck_errors(window, verdict, cfg):
+    """The error rate after a mitigation, judged like the step's (judge_rate), and whether it is resolved.
+
+    ``window``: log_scan's counts since the mitigation ({requests, errors,
+    status, own_requests, own_errors}) or None without a log; ``verdict``:
+    the backend's own status after it, or None. With a judged rate the
+    errors are resolved when it is at most the alert threshold (1 %). A rate
+    from too few requests is no evidence either way: it raises nothing, but
+    "resolved" needs evidence too, so the errors count as resolved only when
+    the window holds none at all and the backend's verdict is read and not
+    "unhealthy" (without a log, the verdict alone). Returns
+    {error_rate_after, errors, requests, judged, note, errors_resolved}.
+    """
+    if window is None:
+        rate, errors, requests = None, None, None
+        judged, note = False, "no log to count the errors per request"
+    else:
+        rate, errors, requests = log_error_rate(window)
+        _status, _severity, _alert, note = judge_rate(rate, errors, requests, cfg)
+        judged = rate is not None and note is None
+    if judged:
+        resolved = rate <= float(cfg.get("warning_rate", 1.0))
+    else:
+        resolved = not errors and verdict not in (None, "unhealthy")
+    return {"error_rate_after": rate, "errors": errors, "requests": requests, "judged": judged, "note": note,
+            "errors_resolved": resolved}

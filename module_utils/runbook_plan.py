@@ -113,6 +113,8 @@ def check_ranges(role, cfg, host, problems, inputs):
             problems.add(host, p + "target_rate", "thresholds must satisfy target_rate <= warning_rate <= critical_rate "
                          "(%s, %s, %s)" % (target, warning, critical))
         _range(problems, host, cfg, p + "window_minutes", 0, 1440, low_open=True)
+        _range(problems, host, cfg, p + "min_requests", 1, 1000000, integer=True)
+        _range(problems, host, cfg, p + "min_errors", 1, 1000000, integer=True)
         _range(problems, host, cfg, p + "recent_limit", 1, 100, integer=True)
         _range(problems, host, cfg, p + "history_days", 1, 3650)
     elif role == "log_management":
@@ -183,6 +185,9 @@ def check_ranges(role, cfg, host, problems, inputs):
         _range(problems, host, cfg, p + "memory_target_mb", 0, low_open=True)
         _range(problems, host, cfg, p + "cpu_target_percent", 0, low_open=True)
         _range(problems, host, cfg, p + "cpu_sample_s", 0, 60, low_open=True)
+        if cfg.get(p + "paths") == []:
+            # Never read as "not given": the sweep would time /health instead of what was asked.
+            problems.add(host, p + "paths", "must list at least one API path to time, got []")
         for path in cfg.get(p + "paths") or []:
             if not isinstance(path, str) or not path.startswith("/"):
                 problems.add(host, p + "paths", "must be API paths starting with '/', got %r" % (path,))
@@ -190,6 +195,14 @@ def check_ranges(role, cfg, host, problems, inputs):
         _range(problems, host, cfg, p + "tls_warning_days", 0)
         _range(problems, host, cfg, p + "tls_critical_days", 0)
         _range(problems, host, cfg, p + "rate_limit_probe_max", 1, 1000, integer=True)
+        for name in ("cors_path", "rate_limit_path"):
+            # An empty path is not "the default": the check would ask another path than the one configured.
+            value = cfg.get(p + name)
+            if value is not None and (not isinstance(value, str) or not value.startswith("/")):
+                problems.add(host, p + name, "must be an API path starting with '/', got %r" % (value,))
+        origin = cfg.get(p + "foreign_origin")
+        if origin is not None and not re.match(r"^https?://[^/\s]+$", str(origin)):
+            problems.add(host, p + "foreign_origin", "must be an origin (scheme://host[:port]), got %r" % (origin,))
     elif role == "maintenance_lock":
         _range(problems, host, cfg, p + "wait_s", 0, 86400)
         _range(problems, host, cfg, p + "poll_s", 0, 3600, low_open=True)
@@ -279,9 +292,9 @@ def build_plan(host, inputs, roles_cfg, selected):
     access = inputs.get("bemore_host_access") or "full"
     api_from = inputs.get("bemore_api_from") or "controller"
     selected = [r for r in selected if r in SWEEP_ROLES]
-    retries = inputs.get("bemore_api_retries")
+    retries, timeout = inputs.get("bemore_api_retries"), inputs.get("bemore_api_timeout")
     api = {"base_url": check_base_url(inputs.get("bemore_base_url")),
-           "timeout": float(inputs.get("bemore_api_timeout") or 10), "retries": 2 if retries is None else int(retries),
+           "timeout": 10.0 if timeout is None else float(timeout), "retries": 2 if retries is None else int(retries),
            "validate_certs": bool(inputs.get("bemore_validate_certs", True))}
     perf = cfg.get("performance_check", {})
     sec = cfg.get("api_security", {})

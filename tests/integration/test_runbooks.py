@@ -54,7 +54,9 @@ def test_daily_is_green_then_alerts_on_an_error_rate_above_one_percent(sandbox, 
     proc = play("daily.yml", ansible_env, "-e", "bemore_webhook_url=" + webhook.url)
     assert proc.returncode == 0, proc.stdout[-3000:]
     report = latest(ansible_env, "daily")
-    assert report["worst_status"] == "ok", json.dumps(report["hosts"], indent=1)[:3000]
+    # The sandbox's temp folder is over its 2 MB cap until a cleanup runs (issue 24, item 14): the one warning.
+    assert report["worst_status"] == "warning" and report["worst_severity"] == "medium", json.dumps(report["hosts"], indent=1)[:3000]
+    assert [n for n, s in steps(report).items() if s["status"] != "ok"] == ["tmp_cleanup"]
     assert set(steps(report)) == {"health", "error_monitoring", "log_management", "disk_usage", "tmp_cleanup"}
     assert steps(report)["log_management"]["figures"]["first_review"] is True
     assert webhook.received == []  # nothing worth a notification

@@ -48,8 +48,12 @@ def test_a_quiet_backends_daily_run_is_green_with_the_commit_unknown(sandbox, an
     proc = play("daily.yml", ansible_env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     report = latest(ansible_env, "daily")
-    assert report["worst_status"] == "ok", json.dumps(report["hosts"], indent=1)[:3000]
     by_step = steps(report)
+    # The sandbox's temp folder (about 5 MB) is over its 2 MB cap until a cleanup runs (issue 24, item 14):
+    # the one warning; every other step is ok.
+    assert report["worst_status"] == "warning" and report["worst_severity"] == "medium", json.dumps(report["hosts"], indent=1)[:3000]
+    assert [n for n, s in by_step.items() if s["status"] != "ok"] == ["tmp_cleanup"], json.dumps(report["hosts"], indent=1)[:3000]
+    assert "over the 2 MB cap by" in by_step["tmp_cleanup"]["problems"][0]
     assert list(by_step) == ["health", "error_monitoring", "log_management", "tmp_cleanup", "disk_usage"]
     assert by_step["health"]["figures"]["commit"] is None and "commit unknown" in by_step["health"]["summary"]
     errors = by_step["error_monitoring"]["figures"]

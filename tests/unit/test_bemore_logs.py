@@ -660,7 +660,8 @@ def test_recorded_journal_entries(journal):
     assert result["first_time"] == core._iso_from_us(entries[0]["realtime"])
     assert result["last_time"] == core._iso_from_us(entries[-1]["realtime"])
     assert result["window"] == {"seconds": 300, "since": core._iso_from_us(int((now - 300) * 1e6)), "requests": 5,
-                                "errors": 3, "status": result["status"], "complete": True}
+                                "errors": 3, "status": result["status"], "complete": True,
+                                    "own_requests": 0, "own_errors": 0}
     assert ESC not in json.dumps(result, ensure_ascii=False)
     calls = journal.calls()
     assert len(calls) == 1 and "--since" in calls[0] and "--after-cursor" not in calls[0]
