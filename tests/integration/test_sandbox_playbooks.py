@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import require
 
 
 def play(playbook, env, *args, timeout=600):
@@ -128,8 +129,8 @@ def test_monthly_backs_up_then_optimizes_the_fragmented_sessions_table(sandbox, 
     pymysql = pytest.importorskip("pymysql")
     try:
         pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=3).close()
-    except pymysql.MySQLError:
-        pytest.skip("no MariaDB on 127.0.0.1:3306")
+    except pymysql.MySQLError as exc:
+        require(False, "MariaDB on 127.0.0.1:3306", "%s; apt-get install -y mariadb-server" % exc)
     backups = tmp_path / "backups"
     args = ["--tags", "database", "-e", "db_maintenance_backup_dir=" + str(backups)]
     proc = play("monthly.yml", ansible_env, "--check", *args)

@@ -18,6 +18,7 @@ import pymysql
 import pytest
 
 from tests.conftest import REPO, load_module
+from tests.helpers import require
 
 mm = load_module("mysql_maintenance")
 DB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -32,7 +33,7 @@ def db_or_skip():
     try:
         return pymysql.connect(connect_timeout=3, autocommit=True, charset="utf8mb4", **DB)
     except pymysql.MySQLError as exc:
-        pytest.skip("no MariaDB on 127.0.0.1:3306 (%s)" % exc)
+        require(False, "MariaDB on 127.0.0.1:3306", "%s; apt-get install -y mariadb-server" % exc)
 
 
 def sql(conn, statement, args=None):

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.conftest import free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, require
 
 sys.path.insert(0, os.path.join(REPO, "sandbox"))
 import bemore_sim  # noqa: E402  pylint: disable=wrong-import-position
@@ -864,7 +864,7 @@ def _db():
         return pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=3,
                                autocommit=True)
     except pymysql.MySQLError as exc:
-        pytest.skip("no MariaDB on 127.0.0.1:3306: %s" % exc)
+        require(False, "MariaDB on 127.0.0.1:3306", "%s; apt-get install -y mariadb-server" % exc)
 
 
 def test_seed_db_creates_the_backends_tables_concurrently_and_fragments_sessions():
