@@ -122,7 +122,6 @@ recovered:
 """
 
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -131,6 +130,7 @@ from ansible.module_utils.runbook_core import (
     load_state, new_run_id, register_run, write_report,
 )
 from ansible.module_utils.runbook_plan import Problems, defined, validate_host
+from ansible.module_utils.runbook_clock import now as clock_now
 
 GROUP_ROLE = "runbook"
 
@@ -233,7 +233,7 @@ def main():
     if problems.lines:
         module.fail_json(msg="The inputs of this run are not valid; nothing was changed:\n- " + "\n- ".join(problems.lines),
                          problems=problems.lines)
-    now = time.time()
+    now = clock_now()
     try:
         unreported, dead = dead_runs(p["state_dir"], p["keep_runs_days"], now)
         recovered = recover(p["state_dir"], p["report_dir"], unreported)

@@ -104,10 +104,10 @@ state_file:
 
 import json
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.runbook_core import Flock, check_name, read_json, write_atomic
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 def state_file(state_dir, host, topic):
@@ -116,7 +116,7 @@ def state_file(state_dir, host, topic):
 
 def appended(samples, sample, max_items, max_age_s, now=None):
     """Return the new sample list: old ones trimmed by age and count."""
-    now = time.time() if now is None else now
+    now = clock_now() if now is None else now
     samples = list(samples) if isinstance(samples, list) else []
     samples.append(sample)
     if max_age_s and max_age_s > 0:

@@ -34,6 +34,7 @@ from ansible.module_utils.bemore_api import (
     ApiError, Client, ENDPOINTS, TRANSPORT, parse_cleanup_stats, parse_error_stats, parse_health,
     parse_monitoring_health, parse_rate_limit, parse_session_start, session_end_path,
 )
+from ansible.module_utils.runbook_clock import now as clock_now
 
 # What each check needs from the API.
 NEEDS = {
@@ -201,7 +202,7 @@ def read_tls(base_url, timeout, validate):
     if not cert or "notAfter" not in cert:
         return {"error": "cannot read the certificate of %s" % host, "days_left": None}
     not_after = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), datetime.timezone.utc)
-    days = (not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400.0
+    days = (not_after - datetime.datetime.fromtimestamp(clock_now(), datetime.timezone.utc)).total_seconds() / 86400.0
     subject = dict(x[0] for x in cert.get("subject", ()))
     return {"subject": subject.get("commonName"), "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "days_left": round(days, 1), "error": None}

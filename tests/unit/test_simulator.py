@@ -14,6 +14,7 @@ import os
 import random
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -901,3 +902,20 @@ def test_seed_db_creates_the_backends_tables_concurrently_and_fragments_sessions
         cur.execute("SELECT COUNT(*) FROM `bemore`.`counselings`")
         assert cur.fetchone()[0] == counts["counselings"] and again.startswith("seeded")
     conn.close()
+
+
+def test_now_starts_the_simulators_clock_at_the_tests_time(sim_factory):
+    sim = sim_factory(extra=["--now", "2030-01-01T00:00:00Z", "--background-rps", "0"])
+    start = 1893456000  # 2030-01-01T00:00:00Z
+    health = get_json(sim, "/health")[2]
+    assert health["timestamp"].startswith("2030-01-01T00:0")
+    monitoring = get_json(sim, "/api/monitoring/health")[2]["data"]
+    assert start * 1000 <= monitoring["timestamp"] < (start + 600) * 1000
+    # Uptime is a duration: the moved clock does not stretch it.
+    assert 0 < health["uptime"] < 600
+
+
+def test_a_bad_now_is_refused_by_name():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "sandbox", "bemore_sim.py"), "--port", str(free_port()),
+                           "--now", "next tuesday"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--now must be epoch seconds or an ISO-8601 UTC time, got 'next tuesday'" in proc.stderr
