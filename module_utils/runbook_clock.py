@@ -45,5 +45,5 @@ def now(environ=None):
 
 
 def today(environ=None):
-    """The UTC date of now()."""
-    return datetime.datetime.fromtimestamp(now(environ), datetime.timezone.utc).date()
+    """The local date of now(), as datetime.date.today() gives it."""
+    return datetime.date.fromtimestamp(now(environ))

@@ -30,8 +30,10 @@ WS_HIGH = {"id": 1098392, "url": "https://github.com/advisories/GHSA-3h5v-q93c-6
 
 
 @pytest.fixture(autouse=True)
-def _needs_npm():
+def _needs_npm(monkeypatch):
     require(shutil.which("npm"), "npm", "apt-get install -y nodejs npm")
+    # The modules' today is the tests' TODAY, even across midnight.
+    monkeypatch.setenv("BEMORE_RUNBOOK_NOW", TODAY.isoformat() + "T12:00:00Z")
 
 
 def acceptance(days=30, advisory=GHSA, package="validator"):

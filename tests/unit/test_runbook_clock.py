@@ -19,9 +19,16 @@ def test_the_seam_takes_epoch_seconds_or_iso_utc(value):
     assert runbook_clock.now({"BEMORE_RUNBOOK_NOW": value}) == pytest.approx(STAMP)
 
 
-def test_today_is_the_utc_date_of_now():
-    # 23:30 UTC on Dec 31st is already the next year east of UTC: the date is UTC's.
-    assert runbook_clock.today({"BEMORE_RUNBOOK_NOW": "2026-12-31T23:30:00Z"}) == datetime.date(2026, 12, 31)
+@pytest.mark.parametrize("zone, date", [("UTC", datetime.date(2026, 12, 31)), ("Asia/Seoul", datetime.date(2027, 1, 1))])
+def test_today_is_the_local_date_of_now(monkeypatch, zone, date):
+    # As datetime.date.today(): 23:30 UTC on Dec 31st is already next year in Seoul.
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert runbook_clock.today({"BEMORE_RUNBOOK_NOW": "2026-12-31T23:30:00Z"}) == date
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize("environ", [{}, {"BEMORE_RUNBOOK_NOW": ""}, {"BEMORE_RUNBOOK_NOW": "  "}])
