@@ -100,7 +100,6 @@ api_elapsed_ms:
   type: float
 """
 
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_checks import sweep
@@ -109,6 +108,7 @@ from ansible.module_utils.bemore_steps import (
     tmp_cleanup_step, unreadable,
 )
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 def _reading(api, name):
@@ -289,7 +289,7 @@ def main():
         if plan["api_from"] == "controller" and plan["wants"]:
             targets[host] = {"api": plan["api"], "wants": plan["wants"], "cfg": plan["sweep_cfg"]}
     api, elapsed = sweep(targets, p["tokens"], p["workers"])
-    now = time.time()
+    now = clock_now()
     hosts, journal = {}, {}
     for host, plan in plans.items():
         readings = p["readings"].get(host) or {}

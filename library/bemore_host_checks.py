@@ -74,12 +74,12 @@ plan:
   type: dict
 """
 
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_checks import sweep
 from ansible.module_utils.bemore_host import read_all
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 def main():
@@ -100,7 +100,7 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     host_plan = plan["host_plan"]
-    now = time.time()
+    now = clock_now()
     readings = read_all(host_plan, p["position"], now, p["error_position"])
     if host_plan.get("api"):
         target = dict(host_plan["api"])

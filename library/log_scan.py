@@ -273,6 +273,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_logs import scan_files, scan_journal
 from ansible.module_utils.bemore_steps import log_error_rate
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 def main():
@@ -317,10 +318,10 @@ def main():
         journalctl = module.get_bin_path("journalctl") or "journalctl"
         result = scan_journal(p["journal_unit"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
                               window_s=p["window_s"], known_signatures=p["known_signatures"], top=p["top"],
-                              journalctl=journalctl)
+                              journalctl=journalctl, now=clock_now())
     else:
         result = scan_files(p["files"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
-                            known_signatures=p["known_signatures"], top=p["top"])
+                            known_signatures=p["known_signatures"], top=p["top"], now=clock_now())
     result["error_rate"] = log_error_rate(result.get("window") or result)[0]
     result["lines_read"] = result["lines"]
     result["counts"] = {"error": result["errors"], "warn": result["levels"]["WARN"]}

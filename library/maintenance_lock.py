@@ -165,6 +165,7 @@ import time
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 class LockHeld(Exception):
@@ -390,7 +391,7 @@ def main():
         holder = read_lock(lock_file)
         why = None
         if holder and holder.get("run_id") != p["run_id"]:
-            why, _broken = judge(holder, lock_file, time.time(), p["stale_after_s"], p["dead_runs"], p["break_lock"])
+            why, _broken = judge(holder, lock_file, clock_now(), p["stale_after_s"], p["dead_runs"], p["break_lock"])
         free = not holder or holder.get("run_id") == p["run_id"] or why is not None
         if not free:
             module.warn("the maintenance lock is held by %s; a real run would wait %ss for it"
@@ -406,7 +407,7 @@ def main():
     start = time.monotonic()
     deadline = start + p["wait_s"]
     while True:
-        now = time.time()
+        now = clock_now()
         record = make_record(p["run_id"], p["owner"], p["playbook"], now, p["process"])
         try:
             created, replaced, reason, broken = try_acquire(lock_file, record, p["stale_after_s"], now,

@@ -272,6 +272,7 @@ import zlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.bemore_steps import step as make_step
+from ansible.module_utils.runbook_clock import now as clock_now
 
 try:
     import pymysql
@@ -693,7 +694,7 @@ def backup_schema(module, tables):
     p = module.params
     check_mode = module.check_mode
     folder = os.path.normpath(p["backup_dir"])
-    path = os.path.join(folder, "%s-%s.sql.gz" % (p["schema"], time.strftime(p["backup_stamp_format"], time.gmtime())))
+    path = os.path.join(folder, "%s-%s.sql.gz" % (p["schema"], time.strftime(p["backup_stamp_format"], time.gmtime(clock_now()))))
     facts = {"file": path, "action": None, "verified": False, "size": None, "tables_found": 0, "removed": [],
              "created_dir": False, "error": None}
     try:

@@ -229,7 +229,6 @@ npm_version:
   type: str
 """
 
-import datetime
 import json
 import os
 
@@ -239,6 +238,7 @@ from ansible.module_utils.npm_cli import (
     SEVERITIES, SEVERITY_RANK, NpmError, app_dir_problem, audit_option_problems, npm_command, npm_environment,
     npm_argument_spec, parse_date, parse_json_output, refuse_bad_options,
 )
+from ansible.module_utils.runbook_clock import today as clock_today
 
 STEP = "security_audit"
 MAX_PATHS = 5
@@ -607,7 +607,7 @@ def main():
     p = module.params
     # Bad values stop the task before npm runs; they are the inventory's to fix.
     refuse_bad_options(module, audit_option_problems(p))
-    today = parse_date(p["today"]) if p["today"] else datetime.date.today()
+    today = parse_date(p["today"]) if p["today"] else clock_today()
     try:
         acceptances = validate_acceptances(p["accepted_risks"], today)
         env = npm_environment(p["registry"], p["registry_token"])

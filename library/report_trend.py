@@ -80,6 +80,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.runbook_clock import now as clock_now
 
 METRICS = {
     "performance": {"p95_ms": "p95_ms", "median_ms": "median_ms", "rss_mb": "rss_mb", "cpu_percent": "cpu_percent"},
@@ -145,7 +146,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=p["days"])
+    since = datetime.datetime.fromtimestamp(clock_now(), datetime.timezone.utc) - datetime.timedelta(days=p["days"])
     paths = []
     for schedule in p["schedules"]:
         paths += [f for f in glob.glob(os.path.join(glob.escape(p["report_dir"]), schedule, "*.json"))

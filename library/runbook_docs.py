@@ -79,6 +79,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.runbook_clock import today as clock_today
 
 try:
     import yaml
@@ -191,7 +192,7 @@ def parse_runbook(path, text):
 
 
 def check(project_dir, runbooks_dir="runbooks", today=None, warning_days=30):
-    today = today or datetime.date.today()
+    today = today or clock_today()
     problems, runbooks, due = [], [], []
     pb_dir = os.path.join(project_dir, "playbooks")
     tags = {os.path.basename(p): playbook_tags(p) for p in sorted(glob.glob(os.path.join(pb_dir, "*.yml")))}

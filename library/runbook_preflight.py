@@ -136,7 +136,6 @@ notifications:
 
 import math
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -145,6 +144,7 @@ from ansible.module_utils.runbook_core import (
     journal_read, journal_steps, load_state, new_run_id, notify, register_run, summary_lines, write_report,
 )
 from ansible.module_utils.runbook_plan import Problems, defined, validate_host
+from ansible.module_utils.runbook_clock import now as clock_now
 
 GROUP_ROLE = "runbook"
 
@@ -272,7 +272,7 @@ def main():
     if problems.lines:
         module.fail_json(msg="The inputs of this run are not valid; nothing was changed:\n- " + "\n- ".join(problems.lines),
                          problems=problems.lines)
-    now = time.time()
+    now = clock_now()
     try:
         unreported, dead = dead_runs(p["state_dir"], p["keep_runs_days"], now)
         notifications = []

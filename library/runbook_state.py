@@ -116,10 +116,10 @@ set_aside:
 import json
 import math
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.runbook_core import Damaged, Flock, check_name, read_json_checked, set_aside, write_atomic
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 def state_file(state_dir, host, topic):
@@ -128,7 +128,7 @@ def state_file(state_dir, host, topic):
 
 def appended(samples, sample, max_items, max_age_s, now=None):
     """Return the new sample list: old ones trimmed by age and count."""
-    now = time.time() if now is None else now
+    now = clock_now() if now is None else now
     samples = list(samples) if isinstance(samples, list) else []
     samples.append(sample)
     if max_age_s and max_age_s > 0:

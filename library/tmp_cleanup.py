@@ -201,6 +201,7 @@ from array import array
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.safe_tree import Rule, UnsafeRoot, Walker, check_root, compile_globs, open_files
+from ansible.module_utils.runbook_clock import now as clock_now
 
 DAY = 86400.0
 MB = 1024 * 1024
@@ -259,7 +260,7 @@ class Cleanup(object):
         self.skip_open_files = skip_open_files
         self.check_mode = check_mode
         self.deleted_limit = deleted_limit
-        self.now = time.time() if now is None else now
+        self.now = clock_now() if now is None else now
         deadline = time.monotonic() + max_runtime_s if max_runtime_s and max_runtime_s > 0 else None
         self.walker = Walker(root, one_file_system=one_file_system, excludes=excludes,
                              remove_empty_dirs=remove_empty_dirs, check_mode=check_mode, deadline=deadline)

@@ -35,6 +35,7 @@ from ansible.module_utils.bemore_api import (
     parse_monitoring_health, parse_rate_limit, parse_session_start, rate_limited_reason, retry_after_s,
     session_end_path,
 )
+from ansible.module_utils.runbook_clock import now as clock_now
 
 # The CORS probe's foreign origin: the backend names it in the error line it
 # logs for the refusal, and bemore_logs leaves lines naming a
@@ -229,7 +230,7 @@ def read_tls(base_url, timeout, validate):
     if not cert or "notAfter" not in cert:
         return {"error": "cannot read the certificate of %s" % host, "days_left": None}
     not_after = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), datetime.timezone.utc)
-    days = (not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400.0
+    days = (not_after - datetime.datetime.fromtimestamp(clock_now(), datetime.timezone.utc)).total_seconds() / 86400.0
     subject = dict(x[0] for x in cert.get("subject", ()))
     return {"subject": subject.get("commonName"), "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "days_left": round(days, 1), "error": None}

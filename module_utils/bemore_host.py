@@ -14,6 +14,7 @@ import subprocess
 import time
 
 from ansible.module_utils import bemore_logs
+from ansible.module_utils.runbook_clock import now as clock_now
 
 
 LARGEST = 10
@@ -180,7 +181,7 @@ def read_logs(cfg, position, error_position, now):
 
 def read_all(plan, position=None, now=None, error_position=None):
     """Every host reading ``plan`` asks for; each failure is a string in its place, never an exception."""
-    now = now if now is not None else time.time()
+    now = now if now is not None else clock_now()
     out = {"read_at": round(now, 1)}
     disk = plan.get("disk")
     if disk:

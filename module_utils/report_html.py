@@ -37,6 +37,8 @@ import os
 import re
 import stat
 
+from ansible.module_utils.runbook_clock import now as clock_now
+
 STATUS_RANK = {"ok": 0, "skipped": 0, "not_applicable": 0, "not_run": 0, "warning": 1, "critical": 2, "failed": 3}
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 
@@ -280,7 +282,7 @@ def scan_history(report_root, schedule, environment=None, now=None, quarter_days
     if not isinstance(schedule, str) or not REPORT_NAME.match(schedule):
         raise ValueError("schedule %r may only contain letters, digits, '_' and '-'" % (schedule,))
     if now is None:
-        now = datetime.datetime.now(UTC)
+        now = datetime.datetime.fromtimestamp(clock_now(), UTC)
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     unreadable = []

@@ -29,6 +29,7 @@ import time
 import urllib.error
 
 from ansible.module_utils.bemore_steps import SEVERITIES, STATUS_RANK, worst_severity, worst_status
+from ansible.module_utils.runbook_clock import now as clock_now
 from ansible.module_utils.urls import open_url
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -56,13 +57,13 @@ def check_name(kind, value):
 
 def new_run_id(environment, now=None):
     """Time with microseconds, the environment and a random suffix: ids never collide and sort by time."""
-    now = now if now is not None else time.time()
+    now = now if now is not None else clock_now()
     stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return "%s-%s-%012x" % (stamp, safe_component(environment).lower(), random.SystemRandom().getrandbits(48))
 
 
 def iso(ts=None):
-    ts = ts if ts is not None else time.time()
+    ts = ts if ts is not None else clock_now()
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -462,7 +463,7 @@ def dead_runs(state_dir, keep_days=7, now=None):
     (killed); every dead run's id is returned so the locks it left can be
     taken over at once. Records older than ``keep_days`` are pruned.
     """
-    now = now if now is not None else time.time()
+    now = now if now is not None else clock_now()
     directory = runs_dir(state_dir)
     unreported, ids = [], []
     try:
@@ -516,7 +517,7 @@ def normalise_step(stp):
 
 def build_report(run, hosts, interrupted=None, extra=None, now=None):
     """The report dict. ``hosts``: {host: {"completed": bool, "steps": [...]}}."""
-    now = now if now is not None else time.time()
+    now = now if now is not None else clock_now()
     report = {"schedule": run["schedule"], "environment": run["environment"], "run_id": run["id"],
               "started_at": run.get("started_at"), "generated_at": iso(now),
               "check_mode": bool(run.get("check_mode")), "interrupted": bool(interrupted),
@@ -739,7 +740,7 @@ def write_report(report, report_dir, html=None, keep=200, prometheus_file=None, 
     prune(directory, keep)
     if prometheus_file:
         # node_exporter's textfile collector reads it: world-readable, and it holds no secret.
-        write_atomic(prometheus_file, render_prometheus(report, int(time.time())), 0o644)
+        write_atomic(prometheus_file, render_prometheus(report, int(clock_now())), 0o644)
     return paths
 
 

@@ -254,6 +254,27 @@ PROXY_TITLES = {500: "500 Internal Server Error", 502: "502 Bad Gateway",
 
 # ---------------------------------------------------------------- helpers
 
+# The backend's wall clock, moved by --now (or BEMORE_RUNBOOK_NOW) for tests:
+# it starts at that instant and runs on. Written here, not shared with the
+# runbooks: the simulator shares none of their code.
+CLOCK = {"offset": 0.0}
+
+
+def wall():
+    return time.time() + CLOCK["offset"]
+
+
+def parse_now(value):
+    """Epoch seconds from epoch seconds or an ISO-8601 time (UTC when it names no offset)."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def iso(ts):
     """Date.prototype.toISOString() of an epoch time."""
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -603,7 +624,7 @@ class Sim(object):
         origins += [o for o in self.args.cors_origin if o and o not in origins]
         self.origins = origins or list(CORS_DEFAULT_ORIGINS)
         self.commit = self.read_commit(env)
-        self.started = time.time()
+        self.started = wall()
         self.stats = {"total": 0, "byType": {}, "byCode": {}, "byModule": {}, "recent": []}
         self.sessions = {}
         self.limiter = RateLimiter()
@@ -651,7 +672,7 @@ class Sim(object):
             self.boot()
 
     def uptime(self):
-        return max(time.time() - self.started, 1e-6)
+        return max(wall() - self.started, 1e-6)
 
     def down_code(self):
         """The proxy's status while the app does not answer, else None."""
@@ -665,7 +686,7 @@ class Sim(object):
         """ErrorHandler.handle(): classify, count, return the log lines."""
         kind, level = classify(message, code, name, syscall)
         entry = {"type": kind, "level": level, "message": message, "module": module,
-                 "timestamp": iso(ts or time.time()), "code": code or None, "requestId": request_id}
+                 "timestamp": iso(ts or wall()), "code": code or None, "requestId": request_id}
         with self.lock:
             stats = self.stats
             stats["total"] += 1
@@ -765,7 +786,7 @@ class Sim(object):
         if burst and spike:
             failing = set(rng.sample(range(count), int(round(count * spike["percent"] / 100.0))))
         lines = []
-        now = time.time()
+        now = wall()
         for i in range(count):
             _, method, path, status, sizes, median = rng.choices(TRAFFIC, TRAFFIC_WEIGHTS)[0]
             if path.endswith("/end"):
@@ -817,8 +838,8 @@ class Sim(object):
                     self.traffic(count)
                 self.cleanup.tick()
                 with self.lock:
-                    self.limiter.expire(time.time())
-                    self.write_limiter.expire(time.time())
+                    self.limiter.expire(wall())
+                    self.write_limiter.expire(wall())
             except Exception as exc:  # keep the app alive, as the backend's handlers do
                 sys.stderr.write("bemore_sim: background: %r\n" % (exc,))
 
@@ -887,7 +908,7 @@ class Cleanup(object):
         self.tmp_dir = os.path.join(sim.app_dir, "tmp") if sim.app_dir else None
         self.stats = {"filesDeleted": 0, "bytesFreed": 0, "checksRun": 0, "lastCheckTime": None, "errors": 0}
         self.last_check = None
-        self.next_check = time.time() + self.interval_min * 60
+        self.next_check = wall() + self.interval_min * 60
         self.stalled = False
 
     @staticmethod
@@ -919,10 +940,10 @@ class Cleanup(object):
         return self.interval_min * 60
 
     def tick(self):
-        if not self.stalled and time.time() >= self.next_check:
+        if not self.stalled and wall() >= self.next_check:
             self.next_check += self.interval_s()
-            if self.next_check <= time.time():
-                self.next_check = time.time() + self.interval_s()
+            if self.next_check <= wall():
+                self.next_check = wall() + self.interval_s()
             self.check()
 
     def set_stalled(self, stalled):
@@ -930,10 +951,10 @@ class Cleanup(object):
         with self.sim.lock:
             self.stalled = stalled
             if stalled:
-                self.last_check = time.time() - CLEANUP_STALL_INTERVALS * self.interval_s()
+                self.last_check = wall() - CLEANUP_STALL_INTERVALS * self.interval_s()
                 self.stats["lastCheckTime"] = iso(self.last_check)
         if not stalled:
-            self.next_check = time.time() + self.interval_s()
+            self.next_check = wall() + self.interval_s()
             self.check()
 
     def _regular_files(self):
@@ -962,7 +983,7 @@ class Cleanup(object):
         files = self._regular_files()
         total = sum(f[2] for f in files)
         if self.sim.args.cleanup_tmp and self.tmp_dir:
-            now = time.time()
+            now = wall()
             old = [f for f in files if now - f[3] > self.max_age_days * 86400]
             young = sorted((f for f in files if f not in old), key=lambda f: f[3])
             for name, path, size, mtime in old:
@@ -983,7 +1004,7 @@ class Cleanup(object):
             self._failed(victim, "EACCES: permission denied, unlink '%s'" % where, lines)
         with self.sim.lock:
             self.stats["checksRun"] += 1
-            self.last_check = time.time()
+            self.last_check = wall()
             self.stats["lastCheckTime"] = iso(self.last_check)
         lines.append("[TempFileCleanup] ✅ Cleanup completed { filesDeleted: %d, bytesFreed: '%.2fMB', "
                      "remainingSize: '%.2fMB' }" % (self.stats["filesDeleted"], self.stats["bytesFreed"] / 1048576.0,
@@ -1190,7 +1211,7 @@ class Handler(BaseHTTPRequestHandler):
             if forwarded:
                 ip = forwarded[-1]
         key = (self.server.app_port, ip)
-        now = time.time()
+        now = wall()
         checks = [(sim.limiter, args.rate_limit)]
         if method in WRITE_METHODS and args.write_rate_limit:
             checks.append((sim.write_limiter, args.write_rate_limit))
@@ -1284,7 +1305,7 @@ class Handler(BaseHTTPRequestHandler):
         if read and low == []:
             return 200, {"status": "ok", "message": "BeMore Backend API server is running successfully!"}, json_type
         if read and low == ["health"]:
-            return 200, {"status": "ok", "timestamp": iso(time.time()), "uptime": round(sim.uptime(), 9),
+            return 200, {"status": "ok", "timestamp": iso(wall()), "uptime": round(sim.uptime(), 9),
                          "version": sim.version, "commit": sim.commit}, json_type
         if read and low == ["api", "errors", "stats"]:
             return 200, sim.stats_snapshot(), json_type
@@ -1316,7 +1337,7 @@ class Handler(BaseHTTPRequestHandler):
             status = "unhealthy" if rate > 1 else "degraded" if rate > 0.1 else "healthy"
             return 200, {"success": True, "data": {
                 "status": status, "uptime": int(uptime), "errorRate": "%.4f" % rate, "totalErrors": stats["total"],
-                "recentErrors": len(stats["recent"]), "timestamp": int(time.time() * 1000)}}
+                "recentErrors": len(stats["recent"]), "timestamp": int(wall() * 1000)}}
         if len(low) == 4 and low[2] == "errors":
             category = segments[3].upper()
             if category not in CATEGORIES:
@@ -1342,7 +1363,7 @@ class Handler(BaseHTTPRequestHandler):
                                                                  status=400, name="AppError")
                 lines.extend(err_lines)
                 return status, answer
-            now_ms = int(time.time() * 1000)
+            now_ms = int(wall() * 1000)
             session_id = "sess_%d_%s" % (now_ms, uuid.uuid4().hex[:8])
             host = self.headers.get("Host") or "%s:%d" % (sim.args.host, self.server.app_port)
             with sim.lock:
@@ -1368,7 +1389,7 @@ class Handler(BaseHTTPRequestHandler):
                 lines.append("⚠️ 세션 없음: %s" % session_id)
                 return 404, {"success": False, "error": {"code": "SESSION_NOT_FOUND",
                                                          "message": "세션을 찾을 수 없습니다: %s" % session_id}}
-            end = found["endedAt"] or int(time.time() * 1000)
+            end = found["endedAt"] or int(wall() * 1000)
             return 200, {"success": True, "data": {
                 "sessionId": session_id, "userId": found["userId"], "counselorId": found["counselorId"],
                 "status": found["status"], "startedAt": found["startedAt"], "pausedAt": None, "resumedAt": None,
@@ -1383,7 +1404,7 @@ class Handler(BaseHTTPRequestHandler):
             already = bool(found) and found["status"] == "ended"
             if found and not already:
                 found["status"] = "ended"
-                found["endedAt"] = int(time.time() * 1000)
+                found["endedAt"] = int(wall() * 1000)
             found = dict(found) if found else None
         if not found:
             message = "세션을 찾을 수 없습니다: %s" % session_id
@@ -1578,12 +1599,19 @@ def build_parser():
                         help="the cleanup service really deletes old files in <dir of --env-file>/tmp")
     parser.add_argument("--random-seed", type=int, help="seed of the synthetic traffic")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--now", default=os.environ.get("BEMORE_RUNBOOK_NOW") or None,
+                        help="start the clock at this time (epoch seconds or ISO-8601 UTC; default BEMORE_RUNBOOK_NOW): a test seam")
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.now:
+        try:
+            CLOCK["offset"] = parse_now(args.now) - time.time()
+        except ValueError:
+            parser.error("--now must be epoch seconds or an ISO-8601 UTC time, got %r" % args.now)
     if args.commit_file:
         try:
             with open(args.commit_file, encoding="utf-8") as handle:

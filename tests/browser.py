@@ -73,13 +73,12 @@ def find_chromium():
 
 
 def require_chromium():
-    """The Chromium binary; skips the calling test with the reason when there is none."""
-    import pytest  # pylint: disable=import-outside-toplevel
+    """The Chromium binary; skips the calling test with the reason when there is none (fails it under CI=true)."""
+    from tests.helpers import require  # pylint: disable=import-outside-toplevel
 
     path = find_chromium()
-    if path is None:
-        where = os.environ.get("BEMORE_CHROMIUM") or " or ".join(CHROMIUM_CANDIDATES)
-        pytest.skip("Chromium not found at %s: %s" % (where, INSTALL_HINT))
+    where = os.environ.get("BEMORE_CHROMIUM") or " or ".join(CHROMIUM_CANDIDATES)
+    require(path is not None, "Chromium (looked for at %s)" % where, INSTALL_HINT)
     return path
 
 

@@ -51,3 +51,25 @@ def load_module(name):
     """Import library/<name>.py as a Python module."""
     register_module_utils()
     return _load("library_" + name, os.path.join(REPO, "library", name + ".py"))
+
+
+def in_ci(environ=None):
+    """Whether CI=true (as GitHub Actions, GitLab CI and .ci/run set it)."""
+    return (os.environ if environ is None else environ).get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require(condition, what, hint=""):
+    """Skip the calling test when ``condition`` is false; under CI=true fail it instead.
+
+    A CI log shows skips only as a count, so a machine that lost MariaDB or
+    podman would pass there without testing what needs them: in CI a missing
+    dependency is a failure that names it.
+    """
+    import pytest  # pylint: disable=import-outside-toplevel
+
+    if condition:
+        return
+    message = "%s is missing%s" % (what, " (%s)" % hint if hint else "")
+    if in_ci():
+        pytest.fail("CI=true and " + message, pytrace=False)
+    pytest.skip(message)

@@ -44,7 +44,7 @@ import sys
 
 from ansible.plugins.callback import CallbackBase
 
-_UTILS = ("bemore_api", "bemore_steps", "report_html", "runbook_core")
+_UTILS = ("runbook_clock", "bemore_api", "bemore_steps", "report_html", "runbook_core")
 
 
 def _load_utils():

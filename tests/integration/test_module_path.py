@@ -4,6 +4,7 @@ as Ansible documents them."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.conftest import REPO, VENV_BIN
+from tests.helpers import require
 from tests.integration.test_sandbox_playbooks import latest, play
 
 
@@ -175,7 +177,13 @@ def test_the_schedules_run_on_ansible_core_2_20(sandbox, ansible_env):
     venv = os.path.join(REPO, ".venv-core-2.20", "bin")
     if not os.path.exists(os.path.join(venv, "ansible-playbook")):
         import pytest  # pylint: disable=import-outside-toplevel
-        pytest.skip("no ansible-core 2.20 virtualenv: `make venv-core-2.20` makes one (needs Python >= 3.12)")
+        # The same interpreters `make venv-core-2.20` looks for: where one exists, CI must have made the venv.
+        pythons = glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[23]*/bin/python3.1[23]"))
+        pythons += [p for p in ("/usr/bin/python3.12", "/usr/bin/python3.13", "/usr/local/bin/python3.12",
+                                "/usr/local/bin/python3.13") if os.path.exists(p)]
+        if not pythons:
+            pytest.skip("ansible-core 2.20 smoke run skipped: no Python 3.12 or 3.13 on this machine (2.20 needs one)")
+        require(False, "the ansible-core 2.20 virtualenv (with %s here)" % pythons[0], "make venv-core-2.20")
     env = dict(ansible_env, PATH=venv + os.pathsep + ansible_env["PATH"].replace(VENV_BIN + os.pathsep, ""))
     version = subprocess.run([os.path.join(venv, "ansible"), "--version"], capture_output=True, text=True).stdout
     assert "core 2.20." in version

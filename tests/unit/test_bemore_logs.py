@@ -22,7 +22,7 @@ import zlib
 
 import pytest
 
-from tests.helpers import REPO, register_module_utils
+from tests.helpers import REPO, register_module_utils, require
 
 register_module_utils()
 from ansible.module_utils import bemore_logs as core  # noqa: E402  pylint: disable=wrong-import-position
@@ -793,9 +793,10 @@ def _testbed_image():
         return None
 
 
-@pytest.mark.skipif(not shutil.which("podman") or not _testbed_image(),
-                    reason="needs podman and the testbed image (make testbed): journald does not run on this machine")
 def test_the_real_journald_in_the_testbed_container(tmp_path):
+    # journald does not run on this machine: the testbed container's does.
+    require(shutil.which("podman"), "podman", "apt-get install -y podman, or make deps")
+    require(_testbed_image(), "the testbed image (.testbed-image)", "make testbed")
     env = dict(os.environ, CONTAINERS_CONF=os.environ.get("CONTAINERS_CONF", os.path.join(REPO, "containers", "containers.conf")))
     name = "test-bemore-logs-%d" % os.getpid()
 

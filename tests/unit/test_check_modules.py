@@ -53,9 +53,11 @@ def test_one_sweep_decides_every_selected_step_of_a_healthy_backend(run_module, 
     assert list(steps) == ["health", "error_monitoring", "tmp_cleanup", "performance", "api_security"]
     assert steps["health"]["status"] == "ok" and steps["health"]["figures"]["commit"] is None
     assert "commit unknown" in steps["health"]["summary"]
-    assert steps["error_monitoring"]["figures"]["total_errors"] >= 0
-    assert "per-request rate needs the log" in steps["error_monitoring"]["summary"] or \
-        steps["error_monitoring"]["figures"]["error_rate_percent"] is None
+    # A fresh backend has no error (its counters are read before the foreign CORS probe adds one).
+    assert steps["error_monitoring"]["figures"]["total_errors"] == 0
+    # Without a log and with no earlier reading there is no rate at all, and the summary says why.
+    assert steps["error_monitoring"]["figures"]["error_rate_percent"] is None
+    assert "error rate unknown (no log; first reading of the counters)" in steps["error_monitoring"]["summary"]
     assert steps["api_security"]["figures"]["rate_limit"]["limit"] == 600
     assert steps["api_security"]["figures"]["rate_limit"]["requests"] == 0
     assert steps["api_security"]["figures"]["cors"]["frontend_allowed"] is True
@@ -65,14 +67,15 @@ def test_one_sweep_decides_every_selected_step_of_a_healthy_backend(run_module, 
 
 
 def test_the_sweep_reads_many_hosts_in_about_one_round_trip(run_module, sim_factory):
-    sim = sim_factory("latency_ms=300")
-    hosts = dict(("h%02d" % i, inputs_for(sim.url)) for i in range(12))
+    # A latency long against a busy machine's overhead, so the bound below tells concurrency from speed.
+    sim = sim_factory("latency_ms=1000")
+    hosts = dict(("h%02d" % i, inputs_for(sim.url, bemore_api_timeout=10)) for i in range(12))
     started = time.monotonic()
     result = sweep(run_module, hosts, roles=["health_check", "error_monitoring"])
     elapsed = time.monotonic() - started
     assert all(by_step(result, h)["health"]["status"] == "ok" for h in hosts)
-    # Sequentially: 12 hosts x 3 requests x 0.3 s = 10.8 s. Concurrently: health, then the rest.
-    assert elapsed < 4.0, elapsed
+    # Sequentially: 12 hosts x 3 requests x 1 s = 36 s. Concurrently: health, then the rest: about 2 s.
+    assert elapsed < 12.0, elapsed
 
 
 def test_a_refused_host_is_critical_and_does_not_stop_the_others(run_module, sim):

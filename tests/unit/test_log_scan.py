@@ -104,8 +104,10 @@ def test_a_missing_file_is_a_problem_not_a_failure(tmp_path, run_module):
     assert result["problems"] == ["%s does not exist" % (tmp_path / "nope.log")] and result["lines"] == 0
 
 
-def test_the_journal_through_the_module(journal, run_module):
+def test_the_journal_through_the_module(journal, run_module, monkeypatch):
     journal.add(synthetic(200, 1796204700 * 10 ** 6))
+    # The module's "now" is the test's: a minute after the last entry, on any day.
+    monkeypatch.setenv("BEMORE_RUNBOOK_NOW", str(journal.entries[-1]["realtime"] / 1e6 + 60))
     result = run_module("log_scan", {"journal_unit": "bemore"})
     assert not result.get("failed"), result.get("msg")
     assert result["source"] == "journal" and result["lines"] == len(journal.entries)

@@ -18,6 +18,7 @@ import pymysql
 import pytest
 
 from tests.conftest import REPO, load_module
+from tests.helpers import require
 
 mm = load_module("mysql_maintenance")
 DB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -32,7 +33,7 @@ def db_or_skip():
     try:
         return pymysql.connect(connect_timeout=3, autocommit=True, charset="utf8mb4", **DB)
     except pymysql.MySQLError as exc:
-        pytest.skip("no MariaDB on 127.0.0.1:3306 (%s)" % exc)
+        require(False, "MariaDB on 127.0.0.1:3306", "%s; apt-get install -y mariadb-server" % exc)
 
 
 def sql(conn, statement, args=None):
@@ -473,13 +474,15 @@ def test_a_backup_of_the_period_that_does_not_verify_is_taken_again(run_module, 
     assert ok and found["tables_found"] == BACKEND_TABLES
 
 
-def test_a_link_in_place_of_the_backup_is_refused(run_module, backend, tmp_path):
+def test_a_link_in_place_of_the_backup_is_refused(run_module, backend, tmp_path, monkeypatch):
     name, _ = backend
+    # The backup's name carries the module's date: the test's, even across midnight.
+    monkeypatch.setenv("BEMORE_RUNBOOK_NOW", "2026-12-02T09:45:00Z")
     backups = tmp_path / "backups"
     backups.mkdir()
     target = tmp_path / "elsewhere"
     target.write_text("keep me")
-    stamp = time.strftime("%Y%m%d", time.gmtime())
+    stamp = "20261202"
     os.symlink(str(target), str(backups / ("%s-%s.sql.gz" % (name, stamp))))
     result = run_module("mysql_maintenance", maintain_args(name, backups))
     assert result["step"]["status"] == "critical" and "is not a regular file" in result["step"]["summary"]

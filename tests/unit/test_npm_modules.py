@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from tests.conftest import free_port as _free_port, npm_app
-from tests.helpers import REPO, load_module
+from tests.helpers import REPO, load_module, require
 
 npm_cli = __import__("ansible.module_utils.npm_cli", fromlist=["x"])
 audit = load_module("npm_audit")
@@ -28,7 +28,12 @@ WS_HIGH = {"id": 1098392, "url": "https://github.com/advisories/GHSA-3h5v-q93c-6
            "title": "ws affected by a DoS when handling a request with many HTTP headers",
            "vulnerable_versions": ">=8.18.1"}
 
-pytestmark = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+
+@pytest.fixture(autouse=True)
+def _needs_npm(monkeypatch):
+    require(shutil.which("npm"), "npm", "apt-get install -y nodejs npm")
+    # The modules' today is the tests' TODAY, even across midnight.
+    monkeypatch.setenv("BEMORE_RUNBOOK_NOW", TODAY.isoformat() + "T12:00:00Z")
 
 
 def acceptance(days=30, advisory=GHSA, package="validator"):

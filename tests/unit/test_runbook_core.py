@@ -160,7 +160,8 @@ def test_the_playbook_process_is_found_above_a_module(tmp_path):
     script.chmod(0o755)
     out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == out[1]
-    assert core.playbook_process() is None or core.playbook_process() != os.getpid()
+    # pytest itself runs under no ansible-playbook.
+    assert core.playbook_process() is None
 
 
 def test_owner_alive_tells_a_reused_pid_from_the_owner():

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.conftest import free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, require
 
 sys.path.insert(0, os.path.join(REPO, "sandbox"))
 import bemore_sim  # noqa: E402  pylint: disable=wrong-import-position
@@ -226,9 +227,15 @@ def test_temp_cleanup_stats_count_checks_at_the_env_interval(sim_factory, tmp_pa
     assert list(data) == ["filesDeleted", "bytesFreed", "checksRun", "lastCheckTime", "errors", "bytesFreedMB"]
     assert data["checksRun"] == 1 and data["bytesFreed"] == 0 and data["bytesFreedMB"] == "0.00"
     assert ISO.match(data["lastCheckTime"])
-    time.sleep(2.0)
-    later = get_json(sim, "/api/system/temp-cleanup-stats")[2]["data"]
-    assert 3 <= later["checksRun"] <= 5 and later["lastCheckTime"] > data["lastCheckTime"]
+    # Waits for the checks, not for a time: a busy machine runs them late, never more often than the interval.
+    started = time.monotonic()
+    later = data
+    while later["checksRun"] < 3:
+        assert time.monotonic() - started < 30, "the cleanup service stopped checking: %s" % later
+        time.sleep(0.1)
+        later = get_json(sim, "/api/system/temp-cleanup-stats")[2]["data"]
+    assert later["checksRun"] - 1 <= (time.monotonic() - started) / 0.6 + 1
+    assert later["lastCheckTime"] > data["lastCheckTime"]
 
 
 def test_cleanup_service_applies_the_policy_only_when_asked(sim_factory, tmp_path):
@@ -299,8 +306,10 @@ def test_session_end_holds_its_answer_for_the_grace_period(sim_factory):
 
     thread = threading.Thread(target=end)
     thread.start()
-    time.sleep(0.5)
-    assert sim.control("GET", "/__sim/state")["sessions"]["open"] == 0  # ended at once, answered later
+    # Ended at once, answered later: the session closes while the answer is still on its way.
+    while sim.control("GET", "/__sim/state")["sessions"]["open"] != 0:
+        assert thread.is_alive(), "answered before the session was seen closed"
+        time.sleep(0.05)
     thread.join(10)
     assert result["status"] == 200 and 1.4 < result["took"] < 5
 
@@ -646,13 +655,14 @@ def test_malformed_json_cuts_answers(sim_factory):
 
 def test_latency_delays_app_answers_not_control_routes(sim_factory):
     sim = quiet(sim_factory)
-    sim.fault(latency_ms=300)
+    # 3 s: far above what a busy machine adds to a control route's answer.
+    sim.fault(latency_ms=3000)
     started = time.monotonic()
     call(sim, "/health")
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 3.0
     started = time.monotonic()
     sim.control("GET", "/__sim/faults")
-    assert time.monotonic() - started < 0.25
+    assert time.monotonic() - started < 2.0
 
 
 def test_refuse_closes_the_port_for_a_while(sim_factory):
@@ -755,7 +765,7 @@ def test_many_ports_answer_concurrently_with_their_own_buckets(sim_factory):
     assert call(sim, "/health", port=ports[0])[0] == 429
     assert call(sim, "/health", port=ports[1])[1]["ratelimit-remaining"] == "2"
     sim.control("DELETE", "/__sim/rate-window")
-    sim.fault(latency_ms=100)
+    sim.fault(latency_ms=500)
     results = {}
 
     def one(port):
@@ -770,8 +780,9 @@ def test_many_ports_answer_concurrently_with_their_own_buckets(sim_factory):
         thread.join(10)
     wall = time.monotonic() - started
     assert {status for status, _ in results.values()} == {200} and len(results) == 100
-    assert min(took for _, took in results.values()) >= 0.1
-    assert wall < 1.0, "100 requests on 100 ports took %.2f s" % wall
+    assert min(took for _, took in results.values()) >= 0.5
+    # One after another they would take 50 s; a busy machine adds seconds, not tens of them.
+    assert wall < 10.0, "100 requests on 100 ports took %.2f s" % wall
 
 
 # --------------------------------------------------------------- helpers
@@ -864,7 +875,7 @@ def _db():
         return pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=3,
                                autocommit=True)
     except pymysql.MySQLError as exc:
-        pytest.skip("no MariaDB on 127.0.0.1:3306: %s" % exc)
+        require(False, "MariaDB on 127.0.0.1:3306", "%s; apt-get install -y mariadb-server" % exc)
 
 
 def test_seed_db_creates_the_backends_tables_concurrently_and_fragments_sessions():
@@ -901,3 +912,20 @@ def test_seed_db_creates_the_backends_tables_concurrently_and_fragments_sessions
         cur.execute("SELECT COUNT(*) FROM `bemore`.`counselings`")
         assert cur.fetchone()[0] == counts["counselings"] and again.startswith("seeded")
     conn.close()
+
+
+def test_now_starts_the_simulators_clock_at_the_tests_time(sim_factory):
+    sim = sim_factory(extra=["--now", "2030-01-01T00:00:00Z", "--background-rps", "0"])
+    start = 1893456000  # 2030-01-01T00:00:00Z
+    health = get_json(sim, "/health")[2]
+    assert health["timestamp"].startswith("2030-01-01T00:0")
+    monitoring = get_json(sim, "/api/monitoring/health")[2]["data"]
+    assert start * 1000 <= monitoring["timestamp"] < (start + 600) * 1000
+    # Uptime is a duration: the moved clock does not stretch it.
+    assert 0 < health["uptime"] < 600
+
+
+def test_a_bad_now_is_refused_by_name():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "sandbox", "bemore_sim.py"), "--port", str(free_port()),
+                           "--now", "next tuesday"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--now must be epoch seconds or an ISO-8601 UTC time, got 'next tuesday'" in proc.stderr

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ansible.module_utils import safe_tree
 from tests.conftest import load_module
+from tests.helpers import require
 
 tc = load_module("tmp_cleanup")
 DAY = 86400
@@ -154,8 +155,8 @@ def test_an_open_file_in_another_process_is_seen(tmp_path):
 def test_never_crosses_a_mount_point(tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root with CAP_SYS_ADMIN")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)], capture_output=True, text=True)
+    require(mounted.returncode == 0, "a tmpfs mount", "needs root with CAP_SYS_ADMIN: %s" % mounted.stderr.strip())
     try:
         make(str(mnt / "other_fs.wav"), age_days=30)
         make(str(tmp_path / "same_fs.wav"), age_days=30)
