@@ -141,7 +141,7 @@ def api_item(base_url, api_token, timeout, validate_certs, where):
         fix = ("set bemore_api_from: host if the API answers only on the host's loopback"
                if where == "controller" and exc.kind in ("connect", "timeout") else
                "check bemore_base_url and that the backend runs (systemctl status bemore)")
-        return item("api", FAILED, "%s from the %s: %s" % (endpoint, where, exc), fix)
+        return item("api", FAILED, "%s from the %s: %s" % (endpoint, where, exc.reason), fix)
     token = "with the token" if api_token else "without a token (bemore_api_token is not set)"
     if resp.status in (401, 403):
         return item("api", FAILED, "%s answered HTTP %d %s: the token is refused" % (endpoint, resp.status, token),
@@ -403,7 +403,12 @@ def decide(controller, host_result, max_skew_s, now):
     elif reached:
         # failed_when: false keeps the host in the play; a probe without items did not run.
         msg = _last_line(host_result.get("module_stderr") or host_result.get("msg") or "")
-        if "python" in msg.lower() or host_result.get("rc") == 127:
+        low = msg.lower()
+        if "sudo" in low or "privilege escalation" in low or "become" in low:
+            items.append(item("become", FAILED, "become failed before the check ran: %s" % msg,
+                              "allow the remote user sudo without a password (visudo -f /etc/sudoers.d/bemore-runbooks: "
+                              "'USER ALL=(root) NOPASSWD: ALL'), or drop ansible_become"))
+        elif "python" in low or host_result.get("rc") == 127:
             items.append(item("python", FAILED, "the host's Python did not run the check: %s" % msg,
                               "install python3 on the host, or set ansible_python_interpreter to its path"))
         else:

@@ -18,11 +18,13 @@ missing; elsewhere the module is skipped.
 from __future__ import annotations
 
 import glob
+import http.server
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -98,6 +100,9 @@ class Container(object):
         self.known_hosts = os.path.join(self.tmp, "known_hosts")
         with open(self.known_hosts, "w", encoding="utf-8") as handle:
             handle.write("[127.0.0.1]:%d %s %s\n" % (self.port, host_key[0], host_key[1]))
+        # A remote user without root, as inventory/production's deploy: the same key, no sudoers entry.
+        self.sh("useradd --create-home --shell /bin/bash deploy && install -d -m 0700 -o deploy /home/deploy/.ssh"
+                " && install -m 0600 -o deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys")
         # The backend's database with an account of its own, reached over TCP as production does.
         self.sh("mysql --protocol=socket -uroot <<'EOF'\nCREATE DATABASE IF NOT EXISTS bemore;\n"
                 "CREATE USER 'runbook'@'localhost' IDENTIFIED BY '%s';\nCREATE USER 'runbook'@'127.0.0.1' IDENTIFIED BY '%s';\n"
@@ -138,18 +143,19 @@ class Container(object):
             "bemore_state_dir": os.path.join(folder, "state"),
             "bemore_report_dir": os.path.join(folder, "reports"),
         }
+        user = overrides.pop("ansible_user", "root")
         group.update(overrides)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "hosts.yml"), "w", encoding="utf-8") as handle:
             json.dump({"all": {"children": {"bemore": {
-                "hosts": {"testbed": {"ansible_host": "127.0.0.1", "ansible_port": self.port, "ansible_user": "root"}},
+                "hosts": {"testbed": {"ansible_host": "127.0.0.1", "ansible_port": self.port, "ansible_user": user}},
                 "vars": group}}}}, handle)
         return folder
 
-    def run_env(self):
+    def run_env(self, control_dir="cp"):
         env = dict(os.environ)
         env.update({"ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"), "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
-                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_SSH_CONTROL_PATH_DIR": os.path.join(self.tmp, "cp")})
+                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_SSH_CONTROL_PATH_DIR": os.path.join(self.tmp, control_dir)})
         for name in ("BEMORE_STATE_DIR", "BEMORE_REPORT_DIR", "ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_ARGS"):
             env.pop(name, None)
         return env
@@ -159,9 +165,9 @@ class Container(object):
         return subprocess.run([os.path.join(VENV_BIN, "ansible"), "-i", inv + "/hosts.yml", "bemore"] + list(args),
                               cwd=REPO, env=self.run_env(), capture_output=True, text=True, timeout=120, check=False)
 
-    def playbook(self, playbook, inventory, *args):
+    def playbook(self, playbook, inventory, *args, control_dir="cp"):
         proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory + "/hosts.yml", "playbooks/" + playbook]
-                              + list(args), cwd=REPO, env=self.run_env(), capture_output=True, text=True,
+                              + list(args), cwd=REPO, env=self.run_env(control_dir), capture_output=True, text=True,
                               timeout=RUN_DEADLINE_S, check=False)
         schedule = playbook[:-len(".yml")]
         reports = sorted(p for p in glob.glob(os.path.join(inventory, "reports", schedule, "*.json")) if not p.endswith("latest.json"))
@@ -220,3 +226,128 @@ def test_daily_and_weekly_over_ssh(testbed):
     assert int(old) > 0 and int(after) <= int(before) - int(old), (before, old, after)
     assert steps["tmp_cleanup"]["figures"]["files_deleted"] == int(before) - int(after), steps["tmp_cleanup"]["figures"]
     assert testbed.sh("find /srv/bemore/app/tmp -type f -mtime +7 | wc -l").stdout.strip() == "0"
+
+
+# ------------------------------------------------------------------ doctor
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):  # noqa: N802  the name BaseHTTPRequestHandler calls
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Webhook.received = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url = "http://127.0.0.1:%d/hooks/T0-secret-path" % server.server_address[1]
+    server.received = _Webhook.received
+    yield server
+    server.shutdown()
+
+
+def doctor_items(testbed, case, *args, control_dir="cp", **overrides):
+    proc, report = testbed.playbook("doctor.yml", testbed.inventory("doctor-" + case, **overrides), *args, control_dir=control_dir)
+    assert report["hosts"]["testbed"]["steps"], proc.stdout[-3000:]
+    step = report["hosts"]["testbed"]["steps"][0]
+    assert step["step"] == "doctor"
+    # Read-only: nothing changed on the host, whatever it found.
+    assert "changed=0" in proc.stdout.split("PLAY RECAP")[-1], proc.stdout[-3000:]
+    return proc, step, dict((i["name"], i) for i in step["figures"]["items"])
+
+
+def test_doctor_passes_on_a_ready_host_and_sends_one_test_notification(testbed, webhook):
+    proc, step, items = doctor_items(testbed, "check", "--check", bemore_webhook_url=webhook.url)
+    assert items["notification"]["status"] == "skipped" and webhook.received == []
+    proc, step, items = doctor_items(testbed, "ok", bemore_webhook_url=webhook.url)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert step["status"] == "ok" and step["problems"] == [], step
+    assert sorted(items) == sorted(["connection", "ssh_host_key", "state_dir", "report_dir", "notification", "python", "become",
+                                    "log_source", "app_dir", "env_file", "temp_dir", "npm", "mysqldump", "database", "api", "clock"])
+    assert dict((n, i["status"]) for n, i in items.items()) == dict.fromkeys(items, "ok")
+    assert "/usr/bin/python3" in items["python"]["detail"] and "127.0.0.1:3000" not in json.dumps(items["ssh_host_key"])
+    assert len(webhook.received) == 1 and "test notification for ssh-test" in webhook.received[0]["text"]
+    # The secrets never reach the report or the output.
+    for path in glob.glob(os.path.join(testbed.tmp, "inventory-doctor-ok", "reports", "doctor", "*")):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        assert DB_PASSWORD not in text and "T0-secret-path" not in text, path
+    assert DB_PASSWORD not in proc.stdout and "T0-secret-path" not in proc.stdout
+
+
+def _moved(testbed, path):
+    class Moved(object):
+        def __enter__(self):
+            testbed.sh("mv %s %s.away" % (path, path))
+
+        def __exit__(self, *exc):
+            testbed.sh("mv %s.away %s" % (path, path))
+    return Moved()
+
+
+@pytest.mark.parametrize("case,item,detail,fix", [
+    ("npm", "npm", "npm is not on the PATH", "apt-get install npm"),
+    ("temp", "temp_dir", "/srv/bemore/app/tmp does not exist on the host", "tmp_cleanup_path"),
+    ("db", "database", "cannot connect as runbook to 127.0.0.1:3306/bemore", "bemore_db_password"),
+    ("api", "api", "/api/monitoring/health from the host: cannot connect to http://127.0.0.1:3999", "bemore_base_url"),
+    ("known_hosts", "connection", "not in known_hosts", "ssh-keyscan"),
+    ("clock", "clock", "more than the 30 s allowed", "timedatectl set-ntp true"),
+])
+def test_doctor_names_each_missing_prerequisite_with_its_fix(testbed, case, item, detail, fix):
+    overrides = {}
+    if case == "db":
+        overrides["bemore_db_password"] = "wrong-%s" % secrets.token_hex(4)
+    if case == "api":
+        overrides["bemore_base_url"] = "http://127.0.0.1:3999"
+    if case == "known_hosts":
+        empty = os.path.join(testbed.tmp, "known_hosts.empty")
+        open(empty, "w").close()
+        overrides["ansible_ssh_common_args"] = "-o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes" % empty
+    moved = {"npm": "/usr/bin/npm", "temp": "/srv/bemore/app/tmp"}.get(case)
+    # The host's Python reads a clock two minutes ahead (every python3 started there imports the .pth).
+    skew = "/usr/local/lib/python3.11/dist-packages/zz_doctor_skew.pth"
+    try:
+        if moved:
+            testbed.sh("mv %s %s.away" % (moved, moved))
+        if case == "clock":
+            testbed.sh("mkdir -p %s && echo 'import time; time.time = (lambda real: lambda: real() + 120)(time.time)' > %s" % (os.path.dirname(skew), skew))
+        # A master connection still open from an earlier run would skip the host key check: a fresh one.
+        proc, step, items = doctor_items(testbed, case, control_dir="cp-" + case, **overrides)
+    finally:
+        if moved:
+            testbed.sh("mv %s.away %s" % (moved, moved))
+        testbed.sh("rm -f %s" % skew)
+    assert item in items, json.dumps(step)[:3000]
+    found = items[item]
+    assert found["status"] == "failed" and detail in found["detail"] and fix in found["fix"], found
+    assert step["status"] == "failed" and step["severity"] == "medium"
+    assert "%s: %s" % (item, found["detail"]) in " ".join(step["problems"])
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    # One prerequisite removed, one finding (the host key is also named on the control node's side).
+    failed = sorted(n for n, i in items.items() if i["status"] == "failed")
+    assert failed == (["connection", "ssh_host_key"] if case == "known_hosts" else [item]), items
+    if case == "db":
+        assert overrides["bemore_db_password"] not in json.dumps(step) + proc.stdout
+
+
+def test_doctor_as_a_user_without_root(testbed):
+    log_file = "/srv/bemore/app/logs/app.log"
+    mode = testbed.sh("stat -c %%a %s" % log_file).stdout.strip()
+    testbed.sh("chmod 0600 %s" % log_file)
+    try:
+        proc, step, items = doctor_items(testbed, "deploy", ansible_user="deploy", ansible_become=True)
+        assert items["become"]["status"] == "failed" and "NOPASSWD" in items["become"]["fix"], items
+        proc, step, items = doctor_items(testbed, "deploy-nobecome", ansible_user="deploy")
+    finally:
+        testbed.sh("chmod %s %s" % (mode, log_file))
+    assert items["become"]["status"] == "warning"
+    log = items["log_source"]
+    assert log["status"] == "failed" and "cannot read /srv/bemore/app/logs/app.log" in log["detail"] and "deploy" in log["fix"], log
+    assert items["temp_dir"]["status"] == "failed" and "cannot read and write /srv/bemore/app/tmp" in items["temp_dir"]["detail"]

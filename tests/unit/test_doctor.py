@@ -252,3 +252,10 @@ def test_doctor_playbook_on_the_sandbox_reports_every_item(sandbox, ansible_env,
         assert items["mysqldump"]["status"] == "failed"
     assert items["notification"]["status"] == "skipped"
     assert proc.returncode == (2 if step["status"] == "failed" else 0), proc.stdout[-2000:]
+
+
+def test_a_become_that_asks_for_a_password_is_named():
+    result = {"failed": False, "msg": "Missing sudo password", "changed": False}
+    step = doctor.decide(controller_probe(), result, 30, NOW)
+    become = step["figures"]["items"][-1]
+    assert become["name"] == "become" and become["status"] == "failed" and "NOPASSWD" in become["fix"]
