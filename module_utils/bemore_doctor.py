@@ -262,15 +262,15 @@ def env_item(path, manage):
                     "fix tmp_cleanup_env_file, or create the app's .env")
     if not os.access(path, os.R_OK):
         return item("env_file", FAILED, "%s cannot read %s" % (_user(), path), "give %s read access to %s" % (_user(), path))
-    if manage and not os.access(path, os.W_OK) or manage and not os.access(os.path.dirname(path), os.W_OK):
+    if manage and not (os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK)):
         return item("env_file", FAILED, "%s cannot write %s (the weekly temp policy writes it, next to it)" % (_user(), path),
                     "give %s write access to %s and its folder, or set tmp_cleanup_manage_env: false" % (_user(), path))
     return item("env_file", OK, "%s %s" % (path, "readable and writable" if manage else "readable"))
 
 
-def tool_item(name, needed, install):
+def tool_item(name, needed, install, option):
     if not needed:
-        return item(name, SKIPPED, "not needed (doctor_check_%s: false)" % name)
+        return item(name, SKIPPED, "not needed (%s: false)" % option)
     path = shutil.which(name)
     if not path:
         return item(name, FAILED, "%s is not on the PATH of a non-interactive SSH session (%s)" % (name, os.environ.get("PATH", "")),
@@ -323,8 +323,8 @@ def probe_host(p):
              dir_item("app_dir", p["app_dir"], "bemore_app_dir", write=False),
              env_item(p["env_file"], p["manage_env"]),
              dir_item("temp_dir", p["temp_dir"], "tmp_cleanup_path", write=True),
-             tool_item("npm", p["check_npm"], "apt-get install npm"),
-             tool_item("mysqldump", p["check_database"], "apt-get install mariadb-client"),
+             tool_item("npm", p["check_npm"], "apt-get install npm", "doctor_check_npm"),
+             tool_item("mysqldump", p["check_database"], "apt-get install mariadb-client", "doctor_check_database"),
              database_item(p)]
     if p["api_from"] == "host":
         items.append(api_item(p["base_url"], p.get("api_token"), p["api_timeout"], p["validate_certs"], "host"))

@@ -137,17 +137,21 @@ def test_env_file_written_by_the_weekly_must_be_writable(tmp_path):
     assert doctor.env_item(str(env), False)["status"] == "warning"
     env.write_text("TEMP_MAX_AGE_DAYS=7\n")
     assert doctor.env_item(str(env), True)["status"] == "ok"
+    if os.geteuid() != 0:
+        env.chmod(0o400)
+        assert doctor.env_item(str(env), True)["status"] == "failed"
+        assert doctor.env_item(str(env), False)["status"] == "ok"
 
 
 def test_a_tool_missing_from_the_path(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    npm = doctor.tool_item("npm", True, "apt-get install npm")
+    npm = doctor.tool_item("npm", True, "apt-get install npm", "doctor_check_npm")
     assert npm["status"] == "failed" and "not on the PATH" in npm["detail"] and "apt-get install npm" in npm["fix"]
-    assert doctor.tool_item("npm", False, "x")["status"] == "skipped"
+    assert doctor.tool_item("npm", False, "x", "doctor_check_npm") == doctor.item("npm", "skipped", "not needed (doctor_check_npm: false)")
 
 
 def test_npm_here_is_found():
-    assert doctor.tool_item("npm", True, "apt-get install npm")["status"] == "ok"
+    assert doctor.tool_item("npm", True, "apt-get install npm", "doctor_check_npm")["status"] == "ok"
 
 
 DB = {"check_database": True, "db_host": "127.0.0.1", "db_port": 3306, "db_user": "root", "db_password": "", "db_schema": ""}
@@ -259,3 +263,14 @@ def test_a_become_that_asks_for_a_password_is_named():
     step = doctor.decide(controller_probe(), result, 30, NOW)
     become = step["figures"]["items"][-1]
     assert become["name"] == "become" and become["status"] == "failed" and "NOPASSWD" in become["fix"]
+
+
+@pytest.mark.parametrize("ci,outcome", [("true", "1 error"), ("", "skipped")])
+def test_the_ssh_tests_fail_in_ci_without_podman(ci, outcome):
+    # Only the virtualenv on the PATH: no podman.
+    env = dict(os.environ, CI=ci, PATH=VENV_BIN)
+    proc = subprocess.run([os.path.join(VENV_BIN, "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                           "tests/integration/test_ssh.py", "-k", "daily"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert outcome in proc.stdout, proc.stdout[-2000:]
+    assert "podman (apt-get install -y podman runc)" in proc.stdout
