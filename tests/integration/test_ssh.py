@@ -266,7 +266,8 @@ def doctor_items(testbed, case, *args, control_dir="cp", **overrides):
 def test_doctor_passes_on_a_ready_host_and_sends_one_test_notification(testbed, webhook):
     proc, step, items = doctor_items(testbed, "check", "--check", bemore_webhook_url=webhook.url)
     assert items["notification"]["status"] == "skipped" and webhook.received == []
-    proc, step, items = doctor_items(testbed, "ok", bemore_webhook_url=webhook.url)
+    token = "tok-%s" % secrets.token_hex(8)
+    proc, step, items = doctor_items(testbed, "ok", bemore_webhook_url=webhook.url, bemore_api_token=token)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert step["status"] == "ok" and step["problems"] == [], step
     assert sorted(items) == sorted(["connection", "ssh_host_key", "state_dir", "report_dir", "notification", "python", "become",
@@ -278,8 +279,10 @@ def test_doctor_passes_on_a_ready_host_and_sends_one_test_notification(testbed, 
     for path in glob.glob(os.path.join(testbed.tmp, "inventory-doctor-ok", "reports", "doctor", "*")):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
-        assert DB_PASSWORD not in text and "T0-secret-path" not in text, path
-    assert DB_PASSWORD not in proc.stdout and "T0-secret-path" not in proc.stdout
+        assert DB_PASSWORD not in text and "T0-secret-path" not in text and token not in text, path
+    assert items["api"]["detail"].endswith("with the token")
+    for secret in (DB_PASSWORD, "T0-secret-path", token):
+        assert secret not in proc.stdout + proc.stderr
 
 
 def _moved(testbed, path):
