@@ -88,7 +88,7 @@ def ssh_config(host, port, user, args):
         return None, (err.strip() or "ssh -G failed").splitlines()[-1]
     conf = {}
     for line in out.splitlines():
-        key, _, value = line.partition(" ")
+        key, dummy, value = line.partition(" ")
         conf.setdefault(key.lower(), value.strip())
     return conf, None
 
@@ -117,7 +117,7 @@ def host_key_item(conn):
         files += [os.path.expanduser(f) for f in shlex.split(conf.get(key, "")) if f != "/dev/null"]
     for path in files:
         if os.path.isfile(path):
-            rc, out, _ = _run(["ssh-keygen", "-F", name, "-f", path])
+            rc, out, dummy = _run(["ssh-keygen", "-F", name, "-f", path])
             if rc == 0 and out.strip():
                 return item("ssh_host_key", OK, "%s is in %s" % (name, path))
     scan = "ssh-keyscan%s %s" % ("" if port == "22" else " -p %s" % port, hostname)
@@ -196,7 +196,7 @@ def python_item():
 def become_item(expected):
     if os.geteuid() == 0:
         return item("become", OK, "connected as root: no become needed")
-    rc, _, err = _run(["sudo", "-n", "true"]) if shutil.which("sudo") else (None, "", "sudo is not installed")
+    rc, dummy, err = _run(["sudo", "-n", "true"]) if shutil.which("sudo") else (None, "", "sudo is not installed")
     if rc == 0:
         return item("become", OK, "sudo -n works for %s" % _user())
     detail = "sudo -n asks for a password or is refused for %s (%s)" % (_user(), (err.strip().splitlines() or ["rc %s" % rc])[-1])
