@@ -221,8 +221,11 @@ def test_daily_and_weekly_over_ssh(testbed):
     after = testbed.sh("find /srv/bemore/app/tmp -type f | wc -l").stdout.strip()
     assert weekly["hosts"]["testbed"]["completed"], proc.stdout[-4000:]
     assert {"tmp_cleanup", "performance", "security_audit"} <= set(steps), sorted(steps)
-    for name, step in steps.items():
-        assert step["status"] in ("ok", "warning"), (name, step["status"], step["summary"], step["problems"])
+    # The fixture registry's one advisory (validator, moderate), not accepted in this inventory: a warning, not a gate.
+    assert dict((n, st["status"]) for n, st in steps.items()) == dict(dict.fromkeys(steps, "ok"), security_audit="warning"), \
+        json.dumps(dict((n, (st["status"], st["problems"])) for n, st in steps.items()))[:3000]
+    assert [p.split(":")[0] for p in steps["security_audit"]["problems"]] == ["moderate validator"]
+    assert proc.returncode == 0, proc.stdout[-3000:]
     assert int(old) > 0 and int(after) <= int(before) - int(old), (before, old, after)
     assert steps["tmp_cleanup"]["figures"]["files_deleted"] == int(before) - int(after), steps["tmp_cleanup"]["figures"]
     assert testbed.sh("find /srv/bemore/app/tmp -type f -mtime +7 | wc -l").stdout.strip() == "0"
