@@ -43,9 +43,9 @@ fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 # The simulator stands alone (it imports nothing from module_utils/).
-files=(Containerfile bemore.service bemore-seed.service bemore-npm-registry.service
-       bemore_sim.py sandboxctl.py npm_registry.py npm_fixture.json)
-cp "$here/testbed/Containerfile" "$here/testbed/"*.service \
+files=(Containerfile bemore.service bemore-seed.service bemore-npm-registry.service ssh-hostkeys.service
+       sshd-bemore.conf bemore_sim.py sandboxctl.py npm_registry.py npm_fixture.json)
+cp "$here/testbed/Containerfile" "$here/testbed/"*.service "$here/testbed/sshd-bemore.conf" \
    "$repo/sandbox/bemore_sim.py" "$repo/sandbox/sandboxctl.py" "$repo/sandbox/npm_registry.py" \
    "$repo/sandbox/npm_fixture.json" "$ctx/"
 tag=$( { echo "$base"; cd "$ctx" && cat "${files[@]}"; } | sha256sum | cut -c1-12)
