@@ -227,7 +227,7 @@ def read_json_checked(path, default=None, shape=None):
 
 def set_aside(path, now=None):
     """Rename the damaged ``path`` to ``<path>.corrupt-<UTC time>`` (never over another); return the new name."""
-    stamp = datetime.datetime.fromtimestamp(now if now is not None else time.time(),
+    stamp = datetime.datetime.fromtimestamp(clock_now() if now is None else now,
                                             datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = "%s.corrupt-%s" % (path, stamp)
     n = 1

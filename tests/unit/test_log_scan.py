@@ -112,7 +112,8 @@ def test_the_journal_through_the_module(journal, run_module, monkeypatch):
     assert not result.get("failed"), result.get("msg")
     assert result["source"] == "journal" and result["lines"] == len(journal.entries)
     assert result["position"] == {"cursor": journal.entries[-1]["cursor"]}
-    assert set(result["window"]) == {"seconds", "since", "requests", "errors", "status", "complete"}
+    assert set(result["window"]) == {"seconds", "since", "requests", "errors", "status", "complete",
+                                     "own_requests", "own_errors"}
     # module.get_bin_path found the stand-in on PATH.
     assert journal.calls()[0][:2] == ["-u", "bemore"]
     again = run_module("log_scan", {"journal_unit": "bemore", "position": result["position"]})
