@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Mutation testing of the decision code with mutmut 3.x (`make mutation`).
+
+mutmut names a mutant after the file's path (`module_utils/x.py` ->
+`module_utils.x`) and a mutated function only switches to its mutant when the
+function's `__module__` equals that name. The tests import module_utils/x.py
+as `ansible.module_utils.x` (tests/helpers.py), so run from the repository
+every mutant would be "no tests". This driver lays out, per file, a working
+folder where the file sits at `src/ansible/module_utils/x.py`: mutmut strips
+`src.` and names its mutants `ansible.module_utils.x...`, exactly the module
+the tests import. In the `mutants/` copy mutmut runs the tests in,
+`module_utils` is a link to `src/ansible/module_utils`, so the tests' own
+finder loads the mutated copy; the real `ansible` package still wins the
+import of `ansible` itself (the `src/ansible` folder has no __init__.py).
+
+One file at a time, under `nice -n 10`, tests in file order (mutmut passes
+`-p no:randomly`; hypothesis gets a fixed seed). Prints per file:
+score = killed / (killed + survived), timeouts counted as killed, "no tests"
+counted as survived, and the score once the mutants listed in
+tests/mutation-set-aside.md are set aside. The surviving mutants, each with
+its diff, are written to .cache/mutation/<name>/survivors.txt.
+
+    python tools/mutation.py [--max-children N] [bemore_steps runbook_plan safe_tree]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(REPO, ".cache", "mutation")
+SET_ASIDE = os.path.join(REPO, "tests", "mutation-set-aside.md")
+MUTMUT = os.path.join(os.path.dirname(sys.executable), "mutmut")
+
+# Each file against the unit tests that cover it, in this order.
+TARGETS = {
+    "bemore_steps": ["tests/unit/test_steps.py", "tests/unit/test_steps_rules.py"],
+    "runbook_plan": ["tests/unit/test_runbook_core.py", "tests/unit/test_plan_rules.py"],
+    "safe_tree": ["tests/unit/test_tmp_cleanup.py", "tests/unit/test_safe_tree_rules.py"],
+}
+
+# Left out of the mutants/ copy: mutmut copies the tests itself, the rest is
+# the tool's own or this machine's.
+NOT_LINKED = {".git", ".venv", ".cache", "tests", "module_utils", "mutants", "src", "setup.cfg"}
+
+KILLED = ("killed", "timeout")
+SURVIVED = ("survived", "no tests")
+
+# A diff for each survivor, from mutmut's own renderer (run in the working folder).
+DIFFS = """
+import sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+for name in sys.argv[1:]:
+    print("=== " + name)
+    print(get_diff_for_mutant(name, path=find_mutant(name).path))
+"""
+
+
+def layout(name, tests):
+    """A working folder where mutmut's name for the file is the module the tests import."""
+    work = os.path.join(WORK, name)
+    shutil.rmtree(work, ignore_errors=True)
+    package = os.path.join(work, "src", "ansible", "module_utils")
+    mutants = os.path.join(work, "mutants")
+    mutated_package = os.path.join(mutants, "src", "ansible", "module_utils")
+    os.makedirs(package)
+    os.makedirs(mutated_package)
+    shutil.copy2(os.path.join(REPO, "module_utils", name + ".py"), package)
+    # The other module_utils, unmutated, beside the mutated file: its imports find them there.
+    for filename in sorted(os.listdir(os.path.join(REPO, "module_utils"))):
+        if filename.endswith(".py") and filename != name + ".py":
+            shutil.copy2(os.path.join(REPO, "module_utils", filename), mutated_package)
+    os.symlink(os.path.join("src", "ansible", "module_utils"), os.path.join(mutants, "module_utils"))
+    shutil.copytree(os.path.join(REPO, "tests"), os.path.join(mutants, "tests"),
+                    ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache"))
+    for entry in sorted(os.listdir(REPO)):
+        if entry not in NOT_LINKED:
+            os.symlink(os.path.join(REPO, entry), os.path.join(mutants, entry))
+    with open(os.path.join(work, "setup.cfg"), "w") as fh:
+        fh.write("[mutmut]\n")
+        fh.write("source_paths = src/ansible/module_utils/%s.py\n" % name)
+        fh.write("pytest_add_cli_args_test_selection =\n" + "".join("    %s\n" % t for t in tests))
+        # Same examples every run: a mutant's verdict must not depend on hypothesis's draw.
+        fh.write("pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    --hypothesis-seed=0\n")
+    return work
+
+
+def read_set_aside():
+    """The mutant names listed in tests/mutation-set-aside.md (in backquotes, one a line)."""
+    names = set()
+    if os.path.exists(SET_ASIDE):
+        with open(SET_ASIDE) as fh:
+            for line in fh:
+                names.update(re.findall(r"`(ansible\.module_utils\.[\w.ǁ]+__mutmut_\d+)`", line))
+    return names
+
+
+def results(work):
+    out = subprocess.run([MUTMUT, "results", "--all", "true"], cwd=work, capture_output=True, text=True, check=True,
+                         timeout=600).stdout
+    statuses = {}
+    for line in out.splitlines():
+        key, sep, status = line.strip().rpartition(": ")
+        if sep and "__mutmut_" in key:
+            statuses[key] = status
+    return statuses
+
+
+def score(killed, survived):
+    return 100.0 * killed / (killed + survived) if killed + survived else 100.0
+
+
+def run_one(name, tests, max_children, set_aside):
+    work = layout(name, tests)
+    start = time.monotonic()
+    with open(os.path.join(work, "mutmut.log"), "w") as log:
+        rc = subprocess.run(["nice", "-n", "10", MUTMUT, "run", "--max-children", str(max_children)],
+                            cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=4 * 3600, check=False).returncode
+    elapsed = time.monotonic() - start
+    if rc != 0:
+        with open(os.path.join(work, "mutmut.log")) as log:
+            print("".join(log.readlines()[-40:]))
+        raise SystemExit("mutation: %s: mutmut run exited %d (log: %s/mutmut.log)" % (name, rc, work))
+    statuses = results(work)
+    counts = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    survivors = sorted((k for k, s in statuses.items() if s in SURVIVED), key=_natural)
+    with open(os.path.join(work, "survivors.txt"), "w") as fh:
+        if survivors:
+            fh.write(subprocess.run([sys.executable, "-c", DIFFS] + survivors, cwd=work, capture_output=True, text=True,
+                                    check=True, timeout=600).stdout)
+    killed = sum(counts.get(s, 0) for s in KILLED)
+    survived = len(survivors)
+    aside = len([k for k in survivors if k in set_aside])
+    return {"file": "module_utils/%s.py" % name, "tests": tests, "mutants": len(statuses), "counts": counts,
+            "killed": killed, "survived": survived, "score": round(score(killed, survived), 1),
+            "set_aside": aside, "score_without_set_aside": round(score(killed, survived - aside), 1),
+            "seconds": round(elapsed), "survivors_file": os.path.relpath(os.path.join(work, "survivors.txt"), REPO)}
+
+
+def _natural(key):
+    head, _, number = key.rpartition("__mutmut_")
+    return head, int(number)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="files to mutate (default: %s)" % " ".join(TARGETS))
+    args = parser.parse_args()
+    unknown = [n for n in args.names if n not in TARGETS]
+    if unknown:
+        parser.error("unknown file %s (choose from %s)" % (", ".join(unknown), ", ".join(TARGETS)))
+    if not os.path.exists(MUTMUT):
+        raise SystemExit("mutation: mutmut is not installed in %s (pip install -r requirements.txt)" % os.path.dirname(MUTMUT))
+    set_aside = read_set_aside()
+    rows = []
+    for name in args.names or list(TARGETS):
+        tests = [t for t in TARGETS[name] if os.path.exists(os.path.join(REPO, t))]
+        print("mutation: %s against %s ..." % (name, " ".join(tests)), flush=True)
+        row = run_one(name, tests, args.max_children, set_aside)
+        rows.append(row)
+        print("mutation: %(file)s: %(mutants)d mutants, %(killed)d killed, %(survived)d survived: score %(score).1f %%"
+              " (%(score_without_set_aside).1f %% with %(set_aside)d set aside) in %(seconds)ds; survivors: %(survivors_file)s"
+              % row, flush=True)
+    with open(os.path.join(WORK, "scores.json"), "w") as fh:
+        json.dump(rows, fh, indent=2)
+    print()
+    print("| file | mutants | killed (timeouts) | survived (no tests) | score | set aside | score without them |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        c = row["counts"]
+        print("| `%s` | %d | %d (%d) | %d (%d) | %.1f %% | %d | %.1f %% |" % (
+            row["file"], row["mutants"], row["killed"], c.get("timeout", 0), row["survived"], c.get("no tests", 0),
+            row["score"], row["set_aside"], row["score_without_set_aside"]))
+
+
+if __name__ == "__main__":
+    main()
