@@ -53,17 +53,44 @@ NOT_LINKED = {".git", ".venv", ".cache", "tests", "module_utils", "mutants", "sr
 KILLED = ("killed", "timeout")
 SURVIVED = ("survived", "no tests")
 
-# A diff for each survivor, from mutmut's own renderer (run in the working folder).
-DIFFS = """
-import sys
+# A diff for each survivor, from mutmut's own renderer (run in the working folder), headed by the
+# line of the file it changes and "string-only" when it changes nothing but string literals (a
+# candidate for the set-aside list, once a reader has checked the string is a message, not a key).
+DIFFS = r"""
+import io, re, sys, tokenize
 from mutmut.__main__ import find_mutant, get_diff_for_mutant
+
+def tokens(line):
+    try:
+        return [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline)
+                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+
+source = {}
 for name in sys.argv[1:]:
-    print("=== " + name)
-    print(get_diff_for_mutant(name, path=find_mutant(name).path))
+    path = find_mutant(name).path
+    diff = get_diff_for_mutant(name, path=path)
+    if path not in source:
+        source[path] = open(path).read().split("\n")
+    lines = source[path]
+    func = name.rpartition(".")[2].partition("__mutmut_")[0].split("\u01c1")[-1]
+    func = func[2:] if func.startswith("x_") else func
+    start = next((i for i, l in enumerate(lines) if re.match(r"\s*def %s\(" % re.escape(func), l)), 0)
+    old = [l[1:] for l in diff.split("\n") if l.startswith("-") and not l.startswith("---")]
+    new = [l[1:] for l in diff.split("\n") if l.startswith("+") and not l.startswith("+++")]
+    at = next((i + 1 for i in range(start, len(lines)) if old and lines[i] == old[0]), "?")
+    kind = ""
+    if len(old) == len(new) == 1:
+        a, b = tokens(old[0]), tokens(new[0])
+        if a and b and len(a) == len(b) and all(x == y or x[0] == y[0] == tokenize.STRING for x, y in zip(a, b)):
+            kind = " string-only"
+    print("=== %s line %s%s" % (name, at, kind))
+    print(diff)
 """
 
 
-def layout(name, tests):
+def layout(name, tests, timeout_multiplier):
     """A working folder where mutmut's name for the file is the module the tests import."""
     work = os.path.join(WORK, name)
     shutil.rmtree(work, ignore_errors=True)
@@ -89,6 +116,8 @@ def layout(name, tests):
         fh.write("pytest_add_cli_args_test_selection =\n" + "".join("    %s\n" % t for t in tests))
         # Same examples every run: a mutant's verdict must not depend on hypothesis's draw.
         fh.write("pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    --hypothesis-seed=0\n")
+        # A mutant that makes a test hang costs this many times the tests' own time before it counts as killed.
+        fh.write("timeout_multiplier = %s\n" % timeout_multiplier)
     return work
 
 
@@ -117,8 +146,8 @@ def score(killed, survived):
     return 100.0 * killed / (killed + survived) if killed + survived else 100.0
 
 
-def run_one(name, tests, max_children, set_aside):
-    work = layout(name, tests)
+def run_one(name, tests, max_children, set_aside, timeout_multiplier):
+    work = layout(name, tests, timeout_multiplier)
     start = time.monotonic()
     with open(os.path.join(work, "mutmut.log"), "w") as log:
         rc = subprocess.run(["nice", "-n", "10", MUTMUT, "run", "--max-children", str(max_children)],
@@ -133,15 +162,19 @@ def run_one(name, tests, max_children, set_aside):
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     survivors = sorted((k for k, s in statuses.items() if s in SURVIVED), key=_natural)
+    diffs = ""
+    if survivors:
+        diffs = subprocess.run([sys.executable, "-c", DIFFS] + survivors, cwd=work, capture_output=True, text=True,
+                               check=True, timeout=600).stdout
     with open(os.path.join(work, "survivors.txt"), "w") as fh:
-        if survivors:
-            fh.write(subprocess.run([sys.executable, "-c", DIFFS] + survivors, cwd=work, capture_output=True, text=True,
-                                    check=True, timeout=600).stdout)
+        fh.write(diffs)
+    string_only = len(re.findall(r"^=== .* string-only$", diffs, re.M))
     killed = sum(counts.get(s, 0) for s in KILLED)
     survived = len(survivors)
     aside = len([k for k in survivors if k in set_aside])
     return {"file": "module_utils/%s.py" % name, "tests": tests, "mutants": len(statuses), "counts": counts,
             "killed": killed, "survived": survived, "score": round(score(killed, survived), 1),
+            "string_only": string_only, "score_without_string_only": round(score(killed, survived - string_only), 1),
             "set_aside": aside, "score_without_set_aside": round(score(killed, survived - aside), 1),
             "seconds": round(elapsed), "survivors_file": os.path.relpath(os.path.join(work, "survivors.txt"), REPO)}
 
@@ -155,6 +188,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("names", nargs="*", metavar="NAME", help="files to mutate (default: %s)" % " ".join(TARGETS))
+    parser.add_argument("--timeout-multiplier", type=float, default=15.0,
+                        help="a mutant times out after this many times its tests' clean duration (mutmut's default 15)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="leave out the tests/unit/test_*_rules.py files (the score before them)")
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in TARGETS]
     if unknown:
@@ -164,9 +201,10 @@ def main():
     set_aside = read_set_aside()
     rows = []
     for name in args.names or list(TARGETS):
-        tests = [t for t in TARGETS[name] if os.path.exists(os.path.join(REPO, t))]
+        tests = [t for t in TARGETS[name] if os.path.exists(os.path.join(REPO, t))
+                 and not (args.baseline and t.endswith("_rules.py"))]
         print("mutation: %s against %s ..." % (name, " ".join(tests)), flush=True)
-        row = run_one(name, tests, args.max_children, set_aside)
+        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier)
         rows.append(row)
         print("mutation: %(file)s: %(mutants)d mutants, %(killed)d killed, %(survived)d survived: score %(score).1f %%"
               " (%(score_without_set_aside).1f %% with %(set_aside)d set aside) in %(seconds)ds; survivors: %(survivors_file)s"
@@ -174,13 +212,15 @@ def main():
     with open(os.path.join(WORK, "scores.json"), "w") as fh:
         json.dump(rows, fh, indent=2)
     print()
-    print("| file | mutants | killed (timeouts) | survived (no tests) | score | set aside | score without them |")
-    print("|---|---|---|---|---|---|---|")
+    print("| file | mutants | killed (timeouts) | survived (no tests) | score | string-only survivors | score without them"
+          " | set aside | score without those |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         c = row["counts"]
-        print("| `%s` | %d | %d (%d) | %d (%d) | %.1f %% | %d | %.1f %% |" % (
+        print("| `%s` | %d | %d (%d) | %d (%d) | %.1f %% | %d | %.1f %% | %d | %.1f %% |" % (
             row["file"], row["mutants"], row["killed"], c.get("timeout", 0), row["survived"], c.get("no tests", 0),
-            row["score"], row["set_aside"], row["score_without_set_aside"]))
+            row["score"], row["string_only"], row["score_without_string_only"], row["set_aside"],
+            row["score_without_set_aside"]))
 
 
 if __name__ == "__main__":
