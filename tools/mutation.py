@@ -79,7 +79,7 @@ for name in sys.argv[1:]:
     start = next((i for i, l in enumerate(lines) if re.match(r"\s*def %s\(" % re.escape(func), l)), 0)
     old = [l[1:] for l in diff.split("\n") if l.startswith("-") and not l.startswith("---")]
     new = [l[1:] for l in diff.split("\n") if l.startswith("+") and not l.startswith("+++")]
-    at = next((i + 1 for i in range(start, len(lines)) if old and lines[i] == old[0]), "?")
+    at = next((i + 1 for i in range(start, len(lines)) if old and lines[i].strip() == old[0].strip()), "?")
     kind = ""
     if len(old) == len(new) == 1:
         a, b = tokens(old[0]), tokens(new[0])

@@ -442,3 +442,87 @@ def test_a_failed_unlink_is_counted_by_its_cause(tmp_path, exc, counter, logged)
     changed = dict((k, v - before[k]) for k, v in walker.skipped.items() if v != before[k])
     assert changed == ({counter: 1} if counter else {})
     assert walker.errors == (["sub/f: %s" % exc.strerror] if logged else [])
+
+
+# --- the unlink helper and open files -------------------------------------------------------------
+
+def test_the_unlink_helper_removes_batches_and_reports_what_it_could_not(tmp_path):
+    """The helper unlinks each batch in the very directory sent; a name it could not remove comes back with its errno."""
+    make(tmp_path / "a", size=3)
+    make(tmp_path / "b", size=4)
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    unlinker = safe_tree.Unlinker()
+    try:
+        assert unlinker.pid is not None and unlinker.sock is not None
+        unlinker.unlink(fd, "sub", [("a", 3, stat.S_IFREG), ("missing", 5, stat.S_IFREG)])
+        unlinker.drain()
+        assert names(tmp_path) == ["b"]  # done by the time drain returns
+        unlinker.unlink(fd, "sub", [("b", 4, stat.S_IFREG)])
+    finally:
+        unlinker.stop()
+        os.close(fd)
+    assert names(tmp_path) == [] and unlinker.lost is False
+    assert unlinker.sock is None and unlinker.pid is None
+    assert [(b, n, s, k, e.errno) for b, n, s, k, e in unlinker.failures] == [("sub", "missing", 5, stat.S_IFREG, 2)]
+
+
+def test_without_a_helper_the_batches_are_unlinked_in_place(tmp_path):
+    """When the helper is gone the parent unlinks the batch itself and records its failures."""
+    make(tmp_path / "a", size=3)
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    unlinker = safe_tree.Unlinker()
+    try:
+        unlinker.stop()
+        unlinker.unlink(fd, "", [("a", 3, stat.S_IFREG), ("gone", 1, stat.S_IFLNK)])
+        unlinker.drain()  # nothing to wait for
+    finally:
+        os.close(fd)
+    assert names(tmp_path) == []
+    assert [(n, e.errno) for _b, n, _s, _k, e in unlinker.failures] == [("gone", 2)]
+
+
+def test_settling_takes_back_what_the_helper_failed_to_remove(tmp_path):
+    """A file the helper could not remove is counted kept again, out of the removed and the listed."""
+    walker = safe_tree.Walker(str(tmp_path))
+    rule = safe_tree.Rule(HI)
+    rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes = 3, 30, 1, 1
+    rule.listed = [("sub/f", 10, HI - 1), ("g", 10, HI - 1)]
+    walker._settle(rule, [("sub", "f", 10, stat.S_IFREG, FileNotFoundError(2, "gone")),
+                          ("", "link", 0, stat.S_IFLNK, PermissionError(13, "Permission denied"))])
+    assert (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes) == (1, 20, 2, 11)
+    assert rule.listed == [("g", 10, HI - 1)]
+    assert walker.skipped["vanished"] == 1 and walker.skipped["permission"] == 1
+    assert walker.errors == ["link: Permission denied"]
+
+
+MAPPER = """
+import mmap, os, sys
+with open(sys.argv[1], "rb") as source:
+    region = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+os.closerange(3, 4096)  # mmap keeps a duplicate descriptor: only the mapping may hold the file
+print("mapped", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_open_and_mapped_files_are_seen_on_their_filesystem_only(tmp_path):
+    """open_files lists the (dev, ino) of files held open or only mapped by a process, on the root's filesystem only."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    opened = make(tmp_path / "opened")
+    mapped = make(tmp_path / "mapped", size=4096)
+    closed = make(tmp_path / "closed")
+    dev = os.stat(str(tmp_path)).st_dev
+    child = subprocess.Popen([sys.executable, "-c", MAPPER, str(mapped)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "mapped"
+        with open(str(opened), "rb"):
+            held = safe_tree.open_files(dev)
+    finally:
+        child.communicate("", timeout=60)
+    assert (dev, os.stat(str(opened)).st_ino) in held
+    assert (dev, os.stat(str(mapped)).st_ino) in held
+    assert (dev, os.stat(str(closed)).st_ino) not in held
+    assert [(d, i) for d, i in held if d != dev] == []
+    assert (dev, os.stat(str(mapped)).st_ino) not in safe_tree.open_files(dev)
