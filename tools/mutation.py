@@ -16,9 +16,11 @@ import of `ansible` itself (the `src/ansible` folder has no __init__.py).
 One file at a time, under `nice -n 10`, tests in file order (mutmut passes
 `-p no:randomly`; hypothesis gets a fixed seed). Prints per file:
 score = killed / (killed + survived), timeouts counted as killed, "no tests"
-counted as survived, and the score once the mutants listed in
-tests/mutation-set-aside.md are set aside. The surviving mutants, each with
-its diff, are written to .cache/mutation/<name>/survivors.txt.
+counted as survived, and the score once two kinds of survivor are set aside:
+those that change only the wording of a message (found by the driver, listed
+in .cache/mutation/<name>/message-only.txt) and the equivalent mutants named
+in tests/mutation-set-aside.md. The surviving mutants, each with its line and
+diff, are written to .cache/mutation/<name>/survivors.txt.
 
     python tools/mutation.py [--max-children N] [bemore_steps runbook_plan safe_tree]
 """
@@ -54,10 +56,11 @@ KILLED = ("killed", "timeout")
 SURVIVED = ("survived", "no tests")
 
 # A diff for each survivor, from mutmut's own renderer (run in the working folder), headed by the
-# line of the file it changes and "string-only" when it changes nothing but string literals (a
-# candidate for the set-aside list, once a reader has checked the string is a message, not a key).
+# line of the file it changes, "message-only" when it changes nothing but the text of a message (a
+# problem, a summary, an error or exception text: set aside) and "string-only" when it changes other
+# string literals only (keys and values: not set aside).
 DIFFS = r"""
-import io, re, sys, tokenize
+import ast, io, re, sys, tokenize
 from mutmut.__main__ import find_mutant, get_diff_for_mutant
 
 def tokens(line):
@@ -67,12 +70,44 @@ def tokens(line):
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return None
 
-source = {}
+def message_lines(text):
+    # Lines whose every string literal is the text of a message: a problem, a summary, an error, an exception.
+    tree = ast.parse(text)
+    message, other = set(), set()
+    def strings(node):
+        return [n for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    marked = set()
+    for node in ast.walk(tree):
+        parts = []
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            owner = getattr(f.value, "id", getattr(f.value, "attr", "")) if isinstance(f, ast.Attribute) else ""
+            if name == "append" and owner in ("problems", "errors"):
+                parts = node.args
+            elif name == "add" and owner == "problems":
+                parts = node.args[2:]
+            elif name in ("UnsafeRoot", "unreadable", "not_applicable"):
+                parts = node.args
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(getattr(t, "id", "") == "summary" for t in targets):
+                parts = [node.value]
+        for part in parts:
+            for s in strings(part):
+                marked.add(id(s))
+    for s in strings(tree):
+        for line in range(s.lineno, s.end_lineno + 1):
+            (message if id(s) in marked else other).add(line)
+    return message - other
+
+source, messages = {}, {}
 for name in sys.argv[1:]:
     path = find_mutant(name).path
     diff = get_diff_for_mutant(name, path=path)
     if path not in source:
-        source[path] = open(path).read().split("\n")
+        text = open(path).read()
+        source[path], messages[path] = text.split("\n"), message_lines(text)
     lines = source[path]
     func = name.rpartition(".")[2].partition("__mutmut_")[0].split("\u01c1")[-1]
     func = func[2:] if func.startswith("x_") else func
@@ -84,7 +119,7 @@ for name in sys.argv[1:]:
     if len(old) == len(new) == 1:
         a, b = tokens(old[0]), tokens(new[0])
         if a and b and len(a) == len(b) and all(x == y or x[0] == y[0] == tokenize.STRING for x, y in zip(a, b)):
-            kind = " string-only"
+            kind = " message-only" if at in messages[path] else " string-only"
     print("=== %s line %s%s" % (name, at, kind))
     print(diff)
 """
@@ -146,11 +181,13 @@ def score(killed, survived):
     return 100.0 * killed / (killed + survived) if killed + survived else 100.0
 
 
-def run_one(name, tests, max_children, set_aside, timeout_multiplier):
+def run_one(name, tests, max_children, set_aside, timeout_multiplier, sample):
     work = layout(name, tests, timeout_multiplier)
     start = time.monotonic()
+    # A sample: the mutants whose number ends in one of the digits given (spread over every function).
+    patterns = ["ansible.module_utils.%s.*__mutmut_*%s" % (name, "[%s]" % sample)] if sample else []
     with open(os.path.join(work, "mutmut.log"), "w") as log:
-        rc = subprocess.run(["nice", "-n", "10", MUTMUT, "run", "--max-children", str(max_children)],
+        rc = subprocess.run(["nice", "-n", "10", MUTMUT, "run", "--max-children", str(max_children)] + patterns,
                             cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=4 * 3600, check=False).returncode
     elapsed = time.monotonic() - start
     if rc != 0:
@@ -158,6 +195,8 @@ def run_one(name, tests, max_children, set_aside, timeout_multiplier):
             print("".join(log.readlines()[-40:]))
         raise SystemExit("mutation: %s: mutmut run exited %d (log: %s/mutmut.log)" % (name, rc, work))
     statuses = results(work)
+    if sample:
+        statuses = dict((k, v) for k, v in statuses.items() if k[-1] in sample)
     counts = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -168,13 +207,18 @@ def run_one(name, tests, max_children, set_aside, timeout_multiplier):
                                check=True, timeout=600).stdout
     with open(os.path.join(work, "survivors.txt"), "w") as fh:
         fh.write(diffs)
-    string_only = len(re.findall(r"^=== .* string-only$", diffs, re.M))
+    string_only = len(re.findall(r"^=== .* (string|message)-only$", diffs, re.M))
+    message_only = sorted(re.findall(r"^=== (\S+) line (\d+) message-only$", diffs, re.M), key=lambda m: _natural(m[0]))
+    with open(os.path.join(work, "message-only.txt"), "w") as fh:
+        fh.write("".join("%s %s\n" % m for m in message_only))
     killed = sum(counts.get(s, 0) for s in KILLED)
     survived = len(survivors)
-    aside = len([k for k in survivors if k in set_aside])
-    return {"file": "module_utils/%s.py" % name, "tests": tests, "mutants": len(statuses), "counts": counts,
+    # Set aside: the survivors that change only a message's wording, and the equivalent ones listed by name.
+    wording = set(m[0] for m in message_only)
+    aside = len([k for k in survivors if k in wording or k in set_aside])
+    return {"file": "module_utils/%s.py" % name, "tests": tests, "mutants": len(statuses), "sample": sample, "counts": counts,
             "killed": killed, "survived": survived, "score": round(score(killed, survived), 1),
-            "string_only": string_only, "score_without_string_only": round(score(killed, survived - string_only), 1),
+            "string_only": string_only, "message_only": len(message_only), "score_without_string_only": round(score(killed, survived - string_only), 1),
             "set_aside": aside, "score_without_set_aside": round(score(killed, survived - aside), 1),
             "seconds": round(elapsed), "survivors_file": os.path.relpath(os.path.join(work, "survivors.txt"), REPO)}
 
@@ -192,6 +236,8 @@ def main():
                         help="a mutant times out after this many times its tests' clean duration (mutmut's default 15)")
     parser.add_argument("--baseline", action="store_true",
                         help="leave out the tests/unit/test_*_rules.py files (the score before them)")
+    parser.add_argument("--sample", default="", metavar="DIGITS",
+                        help="test only the mutants whose number ends in one of these digits (37: about a fifth)")
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in TARGETS]
     if unknown:
@@ -204,9 +250,9 @@ def main():
         tests = [t for t in TARGETS[name] if os.path.exists(os.path.join(REPO, t))
                  and not (args.baseline and t.endswith("_rules.py"))]
         print("mutation: %s against %s ..." % (name, " ".join(tests)), flush=True)
-        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier)
+        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier, args.sample)
         rows.append(row)
-        print("mutation: %(file)s: %(mutants)d mutants, %(killed)d killed, %(survived)d survived: score %(score).1f %%"
+        print("mutation: %(file)s: %(mutants)d mutants (sample: %(sample)s), %(killed)d killed, %(survived)d survived: score %(score).1f %%"
               " (%(score_without_set_aside).1f %% with %(set_aside)d set aside) in %(seconds)ds; survivors: %(survivors_file)s"
               % row, flush=True)
     with open(os.path.join(WORK, "scores.json"), "w") as fh:
