@@ -655,3 +655,107 @@ def test_the_smoke_test_session():
     assert stp["status"] == "critical" and "s1" in stp["problems"][0]
     stp = steps.smoke_step({"session_id": "s1", "ended": True}, 50.0, None, SMOKE)
     assert stp["status"] == "ok" and stp["figures"]["baseline_percent"] is None
+
+
+# --- figures: the keys and values the report and the next run read -------------------------------
+
+def test_disk_step_figures():
+    """The disk step's figures, every key the report reads, with their units."""
+    previous, avail = growth_history(20)
+    stp, _state = steps.disk_step(disk(55.5, 12.5, avail=avail), DISK, previous, NOW)
+    f = stp["figures"]
+    assert f == {"mount": "/", "used_percent": 55.5, "avail_mb": round(avail / MB, 1), "used_mb": 51200.0,
+                 "growth_mb_per_day": round(avail / 20 / MB, 2), "days_until_full": 20.0, "folder_mb": 12.5,
+                 "folder_limit_mb": float(LIMIT), "warning_percent": float(DW), "critical_percent": float(DC),
+                 "folder_files": 3, "largest_files": []}
+    _stp, state = steps.disk_step(disk(10, 1), DISK, {}, NOW)
+    assert state == {"samples": [{"ts": NOW, "used_bytes": 50 * 1024 ** 3, "folder_bytes": MB}]}
+
+
+def test_disk_step_without_a_temp_folder():
+    """No temp folder reading: no folder figures and no folder finding."""
+    reading = disk(10)
+    reading["folder"] = None
+    stp, state = steps.disk_step(reading, DISK, {}, NOW)
+    assert (stp["status"], stp["figures"]["folder_mb"], stp["figures"]["folder_files"]) == ("ok", None, None)
+    assert stp["figures"]["largest_files"] == [] and state["samples"][0]["folder_bytes"] is None
+
+
+def test_log_step_figures_and_state():
+    """The log step's figures and the state the next review starts from."""
+    scan = {"errors": 3, "lines": 40, "bytes": 4000, "levels": {"WARN": 2}, "requests": 30, "status": {"5xx": 1},
+            "signatures": [{"signature": "E1", "count": 3}], "position": {"inode": 7, "offset": 4000},
+            "rotations": [{"how": "renamed"}], "backlog": {"bytes": 0}}
+    stp, state = steps.log_step(scan, LOGS, {"position": {"inode": 7}, "signatures": {"E1": "2027-01-01T00:00:00Z"}}, NOW,
+                                "file /var/log/app.log")
+    assert stp["figures"] == {
+        "source": "file /var/log/app.log", "lines": 40, "bytes": 4000, "errors": 3, "warnings": 2,
+        "levels": {"WARN": 2}, "requests": 30, "status_counts": {"5xx": 1}, "first_review": False, "new_signatures": [],
+        "top_signatures": ["E1 x3"], "rotations": [{"how": "renamed"}], "backlog_bytes": 0, "backlog_seconds": None,
+        "backlog_growing": False}
+    assert state == {"position": {"inode": 7, "offset": 4000}, "signatures": {"E1": "2027-01-01T00:00:00Z"},
+                     "backlog_bytes": 0, "reviewed": steps._iso(NOW)}
+    assert stp["status"] == "ok"
+
+
+def test_log_step_problems_of_the_scan_are_a_warning():
+    """A problem the scan reports (an unreadable file) makes the review a medium warning."""
+    stp, _state = steps.log_step({"problems": ["cannot read /var/log/app.log"]}, LOGS, {"position": {"i": 1}}, NOW)
+    assert (stp["status"], stp["severity"], stp["problems"]) == ("warning", "medium", ["cannot read /var/log/app.log"])
+
+
+def test_log_step_lists_at_most_twenty_new_signatures():
+    """At most 20 new signatures become problems; all are in the figures."""
+    sigs = [{"signature": "E%02d" % n, "count": 1} for n in range(25)]
+    stp, _state = steps.log_step({"signatures": sigs}, LOGS, {"position": {"i": 1}}, NOW)
+    assert len(stp["problems"]) == 20 and len(stp["figures"]["new_signatures"]) == 25
+
+
+def test_performance_step_figures():
+    """The performance step's figures: median and p95 rounded, the target, the sample count with failures."""
+    stp = steps.performance_step({"times_ms": [10.04, 20.06, 30.0], "failed": 1, "endpoints": {"/health": 3}},
+                                 {"found": True, "rss_mb": 100.0, "cpu_percent": 2.0}, PERF)
+    assert stp["figures"] == {"median_ms": 20.1, "p95_ms": 30.0, "target_ms": float(TARGET), "samples": 4, "failed": 1,
+                              "endpoints": {"/health": 3}, "rss_mb": 100.0, "cpu_percent": 2.0}
+
+
+def test_error_step_figures_from_the_statistics():
+    """The statistics give the totals, the guide's categories (0 where absent), the codes, modules and newest errors."""
+    stats = {"total": 3, "by_type": {"NETWORK": 2, "CUSTOM": 1}, "by_code": {"E1": 3}, "by_module": {"api": 3},
+             "recent": [{"message": "old"}, {"message": "new"}]}
+    stp, _state = steps.error_step(stats, None, window(0, 100), dict(ERRORS, recent_limit=1), {}, NOW)
+    f = stp["figures"]
+    assert (f["total_errors"], f["by_code"], f["by_module"]) == (3, {"E1": 3}, {"api": 3})
+    assert f["newest_errors"] == [{"message": "new"}] and f["latest_error"] == "new"
+    assert f["by_category"]["NETWORK"] == 2 and f["by_category"]["DATABASE"] == 0 and "CUSTOM" not in f["by_category"]
+    empty = dict(stats, recent=[])
+    assert steps.error_step(empty, None, window(0, 100), ERRORS, {}, NOW)[0]["figures"]["latest_error"] is None
+
+
+def test_error_step_the_monitoring_verdict_is_in_the_figures():
+    """The backend's own verdict and rate are shown with the error step."""
+    stp, _state = steps.error_step(STATS, None, window(0, 100), ERRORS, {}, NOW,
+                                   monitoring={"status": "degraded", "error_rate_per_s": 0.25})
+    assert (stp["figures"]["monitoring_status"], stp["figures"]["monitoring_error_rate_per_s"]) == ("degraded", 0.25)
+
+
+def test_tmp_cleanup_step_figures():
+    """The temp cleanup step shows the cap, the interval and the maximum age it judged with."""
+    stp = steps.tmp_cleanup_step(dict(CLEANUP, check_service=False), None, None, {"bytes": 2 * MB, "files": 5}, None, None,
+                                 NOW)
+    f = stp["figures"]
+    assert (f["cap_mb"], f["interval_min"], f["max_age_days"], f["folder_mb"], f["folder_files"]) == (
+        float(CLEANUP["max_size_mb"]), float(INTERVAL), CLEANUP["max_age_days"], 2.0, 5)
+    assert steps.tmp_cleanup_step({"check_service": False}, None, None, None, None, None, NOW)["figures"]["cap_mb"] == 500.0
+
+
+@pytest.mark.parametrize("value, digits, text", [(None, 1, "unknown"), (2.0, 1, "2"), (2.25, 1, "2.2"), (2.5, 2, "2.5"),
+                                                 (10, 0, "10"), (0.0001, 4, "0.0001"), (100.0, 1, "100")])
+def test_numbers_are_shown_without_trailing_zeros(value, digits, text):
+    """_fmt: a number with at most ``digits`` places, trailing zeros dropped; None is unknown."""
+    assert steps._fmt(value, digits) == text
+
+
+def test_rounding_keeps_unknown_unknown():
+    """_round: None stays None, numbers are rounded to the places asked."""
+    assert steps._round(None) is None and steps._round(2.345, 2) == 2.35 and steps._round("3.04") == 3.0
