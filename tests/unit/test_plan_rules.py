@@ -488,3 +488,140 @@ def test_the_api_timeout_and_retries_reach_the_plan():
     assert plan.build_plan(HOST, base, {}, [])["api"]["retries"] == 2
     got = plan.build_plan(HOST, dict(base, bemore_api_timeout=2.5, bemore_api_retries=0), {}, [])["api"]
     assert (got["timeout"], got["retries"]) == (2.5, 0)
+
+
+# --- what each host's plan reads ---------------------------------------------------------------
+
+BASE = {"bemore_base_url": "https://api.example"}
+ALL = ["health_check", "error_monitoring", "log_management", "disk_usage", "tmp_cleanup", "performance_check", "api_security"]
+
+
+def full_plan(inputs=None, roles=None, selected=ALL):
+    roles = roles if roles is not None else {
+        "disk_usage": {"disk_usage_filesystem_of": "/srv", "disk_usage_folder": "/srv/app/tmp"},
+        "tmp_cleanup": {"tmp_cleanup_path": "/srv/app/tmp"},
+        "performance_check": {"performance_check_systemd_unit": "bemore", "performance_check_pid_file": "/run/b.pid",
+                              "performance_check_cpu_sample_s": 2},
+        "log_management": {"log_management_source": "file", "log_management_files": ["/var/log/app.log"],
+                           "log_management_budget_s": 30, "log_management_first_run": "end"},
+        "error_monitoring": {"error_monitoring_window_minutes": 2.5}}
+    return plan.build_plan(HOST, dict(BASE, **(inputs or {})), roles, selected)
+
+
+def test_a_full_host_plan_reads_each_selected_check_on_the_host():
+    """With shell access the host module reads the disk, the temp folder, the process (its most specific handle) and the log."""
+    got = full_plan()
+    assert got["host_plan"] == {
+        "disk": {"filesystem_of": "/srv", "folder": "/srv/app/tmp"},
+        "tmp_folder": "/srv/app/tmp",
+        "process": {"systemd_unit": "bemore", "sample_s": 2},
+        "log": {"source": "file", "files": ["/var/log/app.log"], "first_run": "end", "budget_s": 30, "window_s": 150,
+                "uses": ["review", "errors"]}}
+    assert got["not_applicable"] == {} and got["access"] == "full" and got["api_from"] == "controller"
+    assert got["selected"] == ALL and set(got["cfg"]) == set(ALL)
+    assert got["cfg"]["tmp_cleanup"] == {"path": "/srv/app/tmp"}
+
+
+def test_the_plan_defaults_of_the_host_readings():
+    """Unset options take the plan's defaults: no folder, a 1 s CPU sample, start-of-log first run, 60 s budget, 5 min window."""
+    roles = {"disk_usage": {"disk_usage_filesystem_of": "/srv"}, "performance_check": {"performance_check_cmdline_regex": "node"},
+             "log_management": {}, "tmp_cleanup": {}}
+    got = plan.build_plan(HOST, dict(BASE, bemore_service_name="bemore"), roles, ["disk_usage", "performance_check",
+                                                                                   "log_management"])
+    assert got["host_plan"]["disk"] == {"filesystem_of": "/srv", "folder": None}
+    assert got["host_plan"]["process"] == {"cmdline_regex": "node", "sample_s": 1}
+    assert got["host_plan"]["log"] == {"source": "journal", "unit": "bemore", "first_run": "start", "budget_s": 60,
+                                       "window_s": 300, "uses": ["review"]}
+
+
+def test_the_process_is_found_by_the_most_specific_handle():
+    """systemd unit before pid file before command line; none given means no process reading."""
+    perf = {"performance_check_pid_file": "/run/b.pid", "performance_check_cmdline_regex": "node"}
+    got = plan.build_plan(HOST, BASE, {"performance_check": perf}, ["performance_check"])
+    assert got["host_plan"]["process"] == {"pid_file": "/run/b.pid", "sample_s": 1}
+    got = plan.build_plan(HOST, BASE, {"performance_check": {}}, ["performance_check"])
+    assert "process" not in got["host_plan"]
+
+
+def test_no_log_source_makes_the_review_not_applicable():
+    """With no log source the log review is not applicable and the error rate has no log to read."""
+    got = plan.build_plan(HOST, BASE, {"log_management": {}}, ["log_management", "error_monitoring"])
+    assert "log" not in got["host_plan"]
+    assert got["not_applicable"] == {"log_management": "no log source is configured (bemore_log_source: none)"}
+    got = plan.build_plan(HOST, BASE, {}, ["error_monitoring"])
+    assert got["not_applicable"] == {} and "log" not in got["host_plan"]
+    got = plan.build_plan(HOST, dict(BASE, bemore_service_name="bemore"), {}, ["error_monitoring"])
+    assert got["host_plan"]["log"]["uses"] == ["errors"]
+
+
+def test_an_api_only_host_reads_nothing_on_the_host():
+    """Without a shell the disk and log checks are not applicable, and the API is never read from the host."""
+    got = full_plan({"bemore_host_access": "api_only", "bemore_api_from": "host"})
+    assert got["host_plan"] == {}
+    assert set(got["not_applicable"]) == {"log_management", "disk_usage"}
+    assert "provider's log stream" in got["not_applicable"]["log_management"]
+
+
+def test_a_host_that_reads_its_own_api_gets_the_sweep_in_its_plan():
+    """bemore_api_from: host puts the API reading, its wants and settings, into the host's own plan."""
+    got = full_plan({"bemore_api_from": "host"})
+    assert got["host_plan"]["api"] == {"api": got["api"], "wants": got["wants"], "cfg": got["sweep_cfg"]}
+    assert "api" not in full_plan()["host_plan"]
+
+
+def test_the_sweep_reads_what_the_selected_checks_need():
+    """The wants are the union of the selected checks' needs; roles outside the sweep are ignored."""
+    got = plan.build_plan(HOST, BASE, {}, ["health_check", "performance_check", "db_maintenance"])
+    assert got["wants"] == ["health", "latency", "monitoring"] and got["selected"] == ["health_check", "performance_check"]
+
+
+@pytest.mark.parametrize("checks, wants", [
+    (None, ["cors", "rate", "tls"]), (["tls"], ["tls"]), (["rate_limit", "cors"], ["cors", "rate"]), ([], [])])
+def test_api_security_reads_only_its_selected_checks(checks, wants):
+    """api_security_checks picks which of TLS, CORS and the rate limit the sweep reads."""
+    roles = {"api_security": {} if checks is None else {"api_security_checks": checks}}
+    assert plan.build_plan(HOST, BASE, roles, ["api_security"])["wants"] == wants
+
+
+def test_the_sweep_settings():
+    """The sweep's settings come from the roles, with the frontend origin falling back to the group's."""
+    roles = {"performance_check": {"performance_check_paths": ["/a"], "performance_check_samples": 3},
+             "api_security": {"api_security_foreign_origin": "https://evil.example", "api_security_cors_path": "/c",
+                              "api_security_rate_limit_probe": True, "api_security_rate_limit_probe_max": 9,
+                              "api_security_rate_limit_path": "/r"}}
+    got = plan.build_plan(HOST, dict(BASE, bemore_frontend_origin="https://app.example", bemore_validate_certs=False), roles,
+                          [])
+    assert got["sweep_cfg"] == {"latency_paths": ["/a"], "latency_samples": 3, "frontend_origin": "https://app.example",
+                                "foreign_origin": "https://evil.example", "cors_path": "/c", "rate_limit_probe": True,
+                                "rate_limit_probe_max": 9, "rate_limit_path": "/r", "validate_certs": False}
+    assert got["api"]["validate_certs"] is False
+    bare = plan.build_plan(HOST, BASE, {}, [])
+    assert (bare["sweep_cfg"]["latency_paths"], bare["sweep_cfg"]["latency_samples"], bare["sweep_cfg"]["rate_limit_probe_max"],
+            bare["sweep_cfg"]["rate_limit_probe"], bare["api"]["validate_certs"]) == (["/health"], 5, 50, False, True)
+    assert bare["app_dir"] is None and plan.build_plan(HOST, dict(BASE, bemore_app_dir="/a"), {}, [])["app_dir"] == "/a"
+
+
+def test_inputs_the_frame_found_undefined_are_dropped():
+    """defined() drops the frame's undefined marker; split_inputs separates the runbook's inputs from the roles'."""
+    gathered = {"runbook": {"bemore_base_url": "u", "bemore_x": plan.UNDEFINED}, "disk_usage": {"disk_usage_a": 1},
+                "__host": {"ignored": True}}
+    assert plan.split_inputs(gathered) == ({"bemore_base_url": "u"}, {"disk_usage": {"disk_usage_a": 1}})
+    assert plan.split_inputs(None) == ({}, {})
+    assert plan.defined(None) == {}
+
+
+def test_strip_removes_the_role_prefix_only_from_its_own_options():
+    """strip('disk_usage', cfg) keeps disk_usage_* options without the prefix and drops the rest."""
+    assert plan.strip("disk_usage", {"disk_usage_folder": "/t", "disk_usagefolder": 1, "other_x": 2}) == {"folder": "/t"}
+
+
+@pytest.mark.parametrize("inputs, log_cfg, expected", [
+    ({}, {}, ("none", [], "")),
+    ({"bemore_service_name": "bemore"}, {}, ("journal", [], "bemore")),
+    ({"bemore_service_name": "bemore"}, {"journal_unit": "api"}, ("journal", [], "api")),
+    ({"bemore_log_source": "file", "bemore_log_files": ["/a"]}, {}, ("file", ["/a"], "")),
+    ({"bemore_log_source": "file", "bemore_log_files": ["/a"]}, {"source": "journald", "files": ["/b"]}, ("journal", ["/b"], "")),
+    ({"bemore_log_source": "syslog"}, {}, ("none", [], ""))])
+def test_the_log_source_role_options_first(inputs, log_cfg, expected):
+    """log_source: the role's options before the group's; a unit alone means the journal; an unknown source is none."""
+    assert plan.log_source(inputs, log_cfg) == expected
