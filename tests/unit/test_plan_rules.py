@@ -526,8 +526,8 @@ def test_the_plan_defaults_of_the_host_readings():
     """Unset options take the plan's defaults: no folder, a 1 s CPU sample, start-of-log first run, 60 s budget, 5 min window."""
     roles = {"disk_usage": {"disk_usage_filesystem_of": "/srv"}, "performance_check": {"performance_check_cmdline_regex": "node"},
              "log_management": {}, "tmp_cleanup": {}}
-    got = plan.build_plan(HOST, dict(BASE, bemore_service_name="bemore"), roles, ["disk_usage", "performance_check",
-                                                                                   "log_management"])
+    selected = ["disk_usage", "performance_check", "log_management"]
+    got = plan.build_plan(HOST, dict(BASE, bemore_service_name="bemore"), roles, selected)
     assert got["host_plan"]["disk"] == {"filesystem_of": "/srv", "folder": None}
     assert got["host_plan"]["process"] == {"cmdline_regex": "node", "sample_s": 1}
     assert got["host_plan"]["log"] == {"source": "journal", "unit": "bemore", "first_run": "start", "budget_s": 60,
