@@ -759,3 +759,130 @@ def test_numbers_are_shown_without_trailing_zeros(value, digits, text):
 def test_rounding_keeps_unknown_unknown():
     """_round: None stays None, numbers are rounded to the places asked."""
     assert steps._round(None) is None and steps._round(2.345, 2) == 2.35 and steps._round("3.04") == 3.0
+
+
+# --- each step's name, and options other than the defaults ----------------------------------------
+
+def test_each_step_carries_its_report_name():
+    """Each table names its step as the report and STEP_OF_ROLE know it."""
+    reading = disk(10)
+    names = [steps.health_step(health_reading(), HEALTH_CFG, {}, NOW)[0]["step"],
+             steps.health_step({"health": None, "error": {"endpoint": "/health", "reason": "x"}}, {}, {}, NOW)[0]["step"],
+             steps.error_step(STATS, None, window(0, 10), ERRORS, {}, NOW)[0]["step"],
+             steps.log_step({}, LOGS, {}, NOW)[0]["step"],
+             steps.disk_step(reading, DISK, {}, NOW)[0]["step"],
+             steps.tmp_cleanup_step(CLEANUP, None, None, None, None, None, NOW)["step"],
+             steps.performance_step(None, None, PERF)["step"],
+             steps.api_security_step(API)["step"]]
+    assert names == ["health", "health", "error_monitoring", "log_management", "disk_usage", "tmp_cleanup", "performance",
+                     "api_security"]
+    assert set(names) <= set(steps.STEP_OF_ROLE.values())
+    assert steps.smoke_step({}, None, None, SMOKE)["step"] == "smoke_test"
+    assert steps.unreadable("disk_usage", "x")["step"] == "disk_usage"
+    assert steps.unreadable("disk_usage", "x")["figures"] == {}
+
+
+def test_error_step_thresholds_given_are_the_ones_used():
+    """Thresholds other than the defaults are the ones judged with and shown."""
+    cfg = {"target_rate": 0.5, "warning_rate": 2.0, "critical_rate": 10.0}
+    stp, _state = steps.error_step(STATS, None, window(30, 1000), cfg, {}, NOW)
+    assert stp["figures"]["thresholds_percent"] == {"target": 0.5, "alert": 2.0, "high": 10.0}
+    assert (stp["status"], stp["severity"]) == ("warning", "medium")
+    assert stp["problems"][0].startswith("error rate 3 % is above 2 % ")
+    stp, _state = steps.error_step(STATS, None, window(101, 1000), cfg, {}, NOW)
+    assert stp["problems"][0].startswith("error rate 10.1 % is above 10 % ")
+    assert steps.classify_rate(0.4, cfg) == ("ok", "none", False)
+    assert steps.classify_rate(1.5, cfg) == ("ok", "low", False)
+
+
+def test_options_other_than_the_defaults_are_the_ones_used():
+    """min_span_h, history_days, interval_min, max_size_mb, the CPU and memory targets and the error margin are read."""
+    previous = {"samples": [{"ts": NOW - 3600, "used_bytes": 0}]}
+    assert steps.disk_step(disk(10), dict(DISK, min_span_h=2), previous, NOW)[0]["figures"]["growth_mb_per_day"] is None
+    assert steps.disk_step(disk(10), dict(DISK, min_span_h=0.5), previous, NOW)[0]["figures"]["growth_mb_per_day"] is not None
+    old = {"samples": [{"ts": NOW - 2 * 86400, "used_bytes": 1}]}
+    assert len(steps.disk_step(disk(10), dict(DISK, history_days=1), old, NOW)[1]["samples"]) == 1
+    assert len(steps.error_step(STATS, None, window(1, 10), dict(ERRORS, history_days=1),
+                                {"samples": [{"ts": NOW - 2 * 86400, "rate": 1.0}]}, NOW)[1]["samples"]) == 1
+    at = parse_time(CHECKED) + 2 * 10 * 60 + 1
+    assert steps.tmp_cleanup_step(dict(CLEANUP, interval_min=10), service(), None, None, None, None, at)["problems"]
+    assert steps.tmp_cleanup_step(dict(CLEANUP, max_size_mb=50), None, None, None, None, None, NOW)["figures"]["cap_mb"] == 50.0
+    proc = {"found": True, "rss_mb": 600.0, "cpu_percent": 25.0}
+    got = steps.performance_step({"times_ms": [5], "failed": 0}, proc, dict(PERF, memory_target_mb=500, cpu_target_percent=20))
+    assert got["problems"] == ["memory 600.0 MB is above the 500 MB target", "CPU 25.0 % is above the 20 % target"]
+    assert "memory 600.0 MB (target 500), CPU 25.0 % (target 20)" in got["summary"]
+    assert steps.performance_step({"times_ms": [5], "failed": 0}, proc, {})["problems"] == []
+    assert steps.smoke_step({"session_id": "s"}, 1.2, 1.0, {"error_margin": 0.1})["status"] == "critical"
+    assert steps.smoke_step({"session_id": "s"}, 1.2, 1.0, {"error_margin": 0.3})["status"] == "ok"
+    assert steps.api_security_step({"tls_critical_days": 2, "tls_warning_days": 5}, {"days_left": 3})["status"] == "warning"
+    assert steps.api_security_step({"tls_critical_days": 2, "tls_warning_days": 5}, {"days_left": 6})["status"] == "ok"
+
+
+# --- summaries: the one line a reader sees first ----------------------------------------------
+
+def test_the_summaries_carry_the_figures():
+    """Each summary line carries the step's key numbers (wording aside, a number missing is a wrong page)."""
+    stp, _state = steps.health_step(dict(health_reading(commit="abc1234"), monitoring={"status": "healthy", "error_rate_per_s": 0.01}),
+                                    HEALTH_CFG, {}, NOW)
+    assert stp["summary"] == "healthy: version 1.0.0, commit abc1234, uptime 500 s; backend says healthy (0.01 errors/s)"
+    stp, _state = steps.health_step(health_reading(uptime_s=5, version=None), HEALTH_CFG, {"uptime_s": 90}, NOW)
+    assert stp["summary"] == "healthy: version unknown, commit unknown, uptime 5 s; restarted since the last run (uptime 5 s, was 90 s)"
+    stp, _state = steps.disk_step(disk(42, 12.5), DISK, {}, NOW)
+    assert stp["summary"] == "/ 42 % used, 51200 MB free, temp folder 12.5 MB of 500 MB cap (3 files)"
+    stp = steps.performance_step({"times_ms": [10, 30], "failed": 0}, {"found": True, "rss_mb": 90.0, "cpu_percent": 1.5}, PERF)
+    assert stp["summary"] == "API median 10 ms, p95 30 ms (target 200), memory 90.0 MB (target 1024), CPU 1.5 % (target 30)"
+    stp = steps.api_security_step(API, {"days_left": 90}, {"problems": []}, {"limit": 100, "window_s": 900, "remaining": 7})
+    assert stp["summary"] == "TLS 90 days left, CORS ok, rate limit 100 per 900 s (7 left)"
+    stp = steps.api_security_step(API, {"error": "expired"}, {"problems": ["x"]}, {"limit": 5})
+    assert stp["summary"].startswith("TLS error, CORS problems, rate limit 5 per ? s (None left); ")
+    stp = steps.smoke_step({"session_id": "s", "ended": True}, 0.25, 0.125, SMOKE)
+    assert stp["summary"] == "session start ok, end ok; error rate 0.25 % against a baseline of 0.125 %"
+    stp = steps.smoke_step({"skipped": True}, None, None, SMOKE)
+    assert stp["summary"] == "session start skipped (check mode), end skipped; error rate unknown % against a baseline of unknown %"
+    stp = steps.smoke_step({"session_id": "s", "end_error": "t"}, None, None, SMOKE)
+    assert stp["summary"].startswith("session start ok, end FAILED;")
+    assert steps.smoke_step({"error": "x"}, None, None, SMOKE)["summary"].startswith("session start FAILED, end skipped;")
+    stp = steps.smoke_step({"session_id": "s"}, 2.0, 0.5, SMOKE)
+    assert stp["problems"] == ["error rate 2 % is above the pre-deploy baseline of 0.5 %"]
+
+
+def test_the_log_and_cleanup_summaries_carry_the_figures():
+    """The log review and the temp cleanup summaries carry their counts."""
+    scan = {"errors": 2, "lines": 50, "levels": {"WARN": 3}, "signatures": [{"signature": "E1", "count": 2}],
+            "rotations": [{"how": "renamed"}, {"how": "truncated"}]}
+    stp, _state = steps.log_step(scan, LOGS, {"position": {"i": 1}, "signatures": {"E1": "x"}}, NOW, "journal bemore")
+    assert stp["summary"] == ("50 new line(s): 2 error(s), 3 warning(s), 0 new signature(s), top: E1 x2; "
+                              "rotated: renamed, truncated (journal bemore)")
+    stp, _state = steps.log_step({"errors": LC, "backlog": {"bytes": 3 * MB, "seconds_behind": 600}}, LOGS,
+                                 {"position": {"i": 1}, "backlog_bytes": MB}, NOW)
+    assert stp["problems"] == ["%d error lines since the last review (critical at %d)" % (LC, LC),
+                               "the review stopped at its time budget: 3.0 MB (10 min behind) not read yet, "
+                               "and the backlog grew since the last run"]
+    cleanup = {"files_deleted": 4, "bytes_freed": 3 * MB, "files_remaining": 2, "bytes_remaining": MB // 2,
+               "deleted_by": {"age": 3, "size_cap": 1}}
+    stp = steps.tmp_cleanup_step(dict(CLEANUP, check_service=False), None, None, None, cleanup, None, NOW)
+    assert stp["summary"] == "deleted 4 files (3 MB; age 3, cap 1), 2 files / 0.5 MB remain"
+    assert stp["figures"]["bytes_freed"] == 3 * MB and stp["figures"]["folder_mb"] == 0.5
+    stp = steps.tmp_cleanup_step(CLEANUP, service(), None, {"bytes": MB, "files": 4}, None, None, parse_time(CHECKED))
+    assert stp["summary"] == "temp folder 1.0 MB (4 files) of the 500 MB cap; service: 1 checks, 0 files deleted"
+    stp = steps.tmp_cleanup_step(CLEANUP, service(), None, None, None, None, parse_time(CHECKED) + 3 * 3600)
+    assert stp["summary"] == ("cleanup service status; service: 1 checks, 0 files deleted: the app's cleanup service last ran "
+                              "180 min ago, more than twice its 60 min interval")
+    stp = steps.tmp_cleanup_step(CLEANUP, service(last=None), None, None, None, 3 * 3600, NOW)
+    assert stp["problems"] == ["the app's cleanup service has not run once in 180 min of uptime (interval 60 min)"]
+
+
+def test_error_step_summaries_carry_the_figures():
+    """The error step's summary: the rate with its counts, or errors per minute, or why the rate is unknown; then the totals."""
+    stp, _state = steps.error_step(STATS, None, window(3, 1000), ERRORS, {}, NOW)
+    assert stp["summary"] == "error rate 0.3 % (3 of 1000 requests, last 5 min); 40 errors since start, top: NETWORK 30, API 10"
+    previous = {"total": 10, "ts": NOW - 600}
+    stp, _state = steps.error_step(STATS, None, None, ERRORS, previous, NOW)
+    assert stp["summary"].startswith("3 errors/min since the last run; per-request rate needs the log; 40 errors since start")
+    stp, _state = steps.error_step(dict(STATS, by_type={}), None, window(0, 0), ERRORS, {}, NOW)
+    assert stp["summary"] == "no requests in the window (last 5 min); 40 errors since start"
+    stp, _state = steps.error_step(None, "HTTP 500", None, ERRORS, {}, NOW)
+    assert stp["summary"] == ("error rate unknown (no log; first reading of the counters); "
+                              "cannot read the error statistics: HTTP 500")
+    stp, _state = steps.error_step(None, "x", None, ERRORS, {}, NOW, monitoring={"status": "unhealthy", "error_rate_per_s": 0.125})
+    assert stp["problems"][1] == "the backend calls itself unhealthy (0.125 errors/s since its start)"
