@@ -83,8 +83,10 @@ def message_lines(text):
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
             owner = getattr(f.value, "id", getattr(f.value, "attr", "")) if isinstance(f, ast.Attribute) else ""
-            if name == "append" and owner in ("problems", "errors"):
+            if name == "append" and owner in ("problems", "errors", "parts"):
                 parts = node.args
+            elif name == "step" and not owner:
+                parts = node.args[3:4] + node.args[5:6]  # step(name, status, severity, summary, figures, problems)
             elif name == "add" and owner == "problems":
                 parts = node.args[2:]
             elif name in ("UnsafeRoot", "unreadable", "not_applicable"):

@@ -357,7 +357,7 @@ def test_log_step_new_signatures_after_the_first_review():
     first, state = steps.log_step(scan, LOGS, {}, NOW)
     assert first["status"] == "ok" and first["figures"]["first_review"] is True and set(state["signatures"]) == {"E1", "E2"}
     later, _state = steps.log_step(scan, LOGS, {"position": {"i": 1}, "signatures": {"E1": "x"}}, NOW)
-    assert (later["status"], later["figures"]["new_signatures"]) == ("warning", ["E2"])
+    assert (later["status"], later["severity"], later["figures"]["new_signatures"]) == ("warning", "medium", ["E2"])
 
 
 @pytest.mark.parametrize("behind, before, growing", [(100, 50, True), (100, 100, False), (100, None, False), (0, 0, False)])
@@ -366,7 +366,7 @@ def test_log_step_a_growing_backlog(behind, before, growing):
     previous = {"position": {"i": 1}, "backlog_bytes": before}
     stp, state = steps.log_step({"backlog": {"bytes": behind}}, LOGS, previous, NOW)
     assert stp["figures"]["backlog_growing"] is growing
-    assert stp["status"] == ("warning" if growing else "ok")
+    assert (stp["status"], stp["severity"]) == (("warning", "medium") if growing else ("ok", "none"))
     assert state["backlog_bytes"] == behind
 
 
