@@ -208,7 +208,7 @@ def test_health_step_down_and_went_down():
     down = {"health": None, "error": {"endpoint": "/health", "reason": "connection refused"}}
     stp, state = steps.health_step(down, HEALTH_CFG, {}, NOW)
     assert (stp["status"], stp["severity"], stp["figures"]) == ("critical", "critical", {"reachable": False})
-    assert state is None
+    assert stp["problems"] == ["service down: /health: connection refused"] and state is None
     stp, state = steps.health_step(health_reading(), HEALTH_CFG, {}, NOW, rechecked={"error": {"reason": "refused"}})
     assert stp["figures"] == {"reachable": False, "went_down": True} and state is None
     stp, _state = steps.health_step(health_reading(), HEALTH_CFG, {}, NOW, rechecked={"error": None})
