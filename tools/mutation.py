@@ -8,10 +8,12 @@ as `ansible.module_utils.x` (tests/helpers.py), so run from the repository
 every mutant would be "no tests". This driver lays out, per file, a working
 folder where the file sits at `src/ansible/module_utils/x.py`: mutmut strips
 `src.` and names its mutants `ansible.module_utils.x...`, exactly the module
-the tests import. In the `mutants/` copy mutmut runs the tests in,
-`module_utils` is a link to `src/ansible/module_utils`, so the tests' own
-finder loads the mutated copy; the real `ansible` package still wins the
-import of `ansible` itself (the `src/ansible` folder has no __init__.py).
+the tests import. In the `mutants/` copy mutmut runs the tests in, a pytest
+plugin (`-p mutation_layout`) points the tests' own finder at
+`src/ansible/module_utils`, so the pytest process loads the mutated copy
+while the tests' subprocesses keep the plain `module_utils/`; the real
+`ansible` package still wins the import of `ansible` itself (the
+`src/ansible` folder has no __init__.py).
 
 One file at a time, under `nice -n 10`, tests in file order (mutmut passes
 `-p no:randomly`; hypothesis gets a fixed seed). Prints per file:
@@ -127,6 +129,17 @@ for name in sys.argv[1:]:
 """
 
 
+# A pytest plugin (-p mutation_layout), loaded before tests/conftest.py registers module_utils: the
+# tests' finder (tests/helpers.py) then loads ansible.module_utils.* from the package mutmut mutated.
+PLUGIN = """\"\"\"Written by tools/mutation.py: the tests import the mutated module_utils in this process.\"\"\"
+import os
+
+from tests import helpers
+
+helpers._ProjectModuleUtils.folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src", "ansible", "module_utils")
+"""
+
+
 def layout(name, tests, timeout_multiplier):
     """A working folder where mutmut's name for the file is the module the tests import."""
     work = os.path.join(WORK, name)
@@ -141,7 +154,12 @@ def layout(name, tests, timeout_multiplier):
     for filename in sorted(os.listdir(os.path.join(REPO, "module_utils"))):
         if filename.endswith(".py") and filename != name + ".py":
             shutil.copy2(os.path.join(REPO, "module_utils", filename), mutated_package)
-    os.symlink(os.path.join("src", "ansible", "module_utils"), os.path.join(mutants, "module_utils"))
+    # module_utils/ stays unmutated for the tests' subprocesses (a module run, a second process);
+    # in the pytest process mutmut runs, the plugin below points the tests' finder at the mutated copy.
+    shutil.copytree(os.path.join(REPO, "module_utils"), os.path.join(mutants, "module_utils"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(mutants, "mutation_layout.py"), "w") as fh:
+        fh.write(PLUGIN)
     shutil.copytree(os.path.join(REPO, "tests"), os.path.join(mutants, "tests"),
                     ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache"))
     for entry in sorted(os.listdir(REPO)):
@@ -152,7 +170,7 @@ def layout(name, tests, timeout_multiplier):
         fh.write("source_paths = src/ansible/module_utils/%s.py\n" % name)
         fh.write("pytest_add_cli_args_test_selection =\n" + "".join("    %s\n" % t for t in tests))
         # Same examples every run: a mutant's verdict must not depend on hypothesis's draw.
-        fh.write("pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    --hypothesis-seed=0\n")
+        fh.write("pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    mutation_layout\n    --hypothesis-seed=0\n")
         # A mutant that makes a test hang costs this many times the tests' own time before it counts as killed.
         fh.write("timeout_multiplier = %s\n" % timeout_multiplier)
     return work
