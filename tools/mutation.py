@@ -66,18 +66,27 @@ import ast, io, re, sys, tokenize
 from mutmut.__main__ import find_mutant, get_diff_for_mutant
 
 def tokens(line):
+    # The tokens of one line, which may close brackets opened on an earlier one.
+    out = []
     try:
-        return [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline)
-                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)]
+        for t in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
+            if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
+                out.append((t.type, t.string, t.start[1]))
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        return None
+        pass
+    return out
 
-def message_lines(text):
-    # Lines whose every string literal is the text of a message: a problem, a summary, an error, an exception.
+def message_spans(text):
+    # Where the string literals that are the text of a message lie: a problem, a summary, an error, an exception.
     tree = ast.parse(text)
     message, other = set(), set()
     def strings(node):
-        return [n for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        # The literal text, not the keys read to fill it in (cfg.get("x"), figures["x"]).
+        if isinstance(node, (ast.Call, ast.Subscript)):
+            return []
+        if isinstance(node, ast.Constant):
+            return [node] if isinstance(node.value, str) else []
+        return [s for child in ast.iter_child_nodes(node) for s in strings(child)]
     marked = set()
     for node in ast.walk(tree):
         parts = []
@@ -100,10 +109,11 @@ def message_lines(text):
         for part in parts:
             for s in strings(part):
                 marked.add(id(s))
-    for s in strings(tree):
-        for line in range(s.lineno, s.end_lineno + 1):
-            (message if id(s) in marked else other).add(line)
-    return message - other
+    return [(s.lineno, s.col_offset, s.end_lineno, s.end_col_offset) for s in ast.walk(tree) if id(s) in marked]
+
+
+def in_message(spans, line, col):
+    return any((l0, c0) <= (line, col) < (l1, c1) for l0, c0, l1, c1 in spans)
 
 source, messages = {}, {}
 for name in sys.argv[1:]:
@@ -111,7 +121,7 @@ for name in sys.argv[1:]:
     diff = get_diff_for_mutant(name, path=path)
     if path not in source:
         text = open(path).read()
-        source[path], messages[path] = text.split("\n"), message_lines(text)
+        source[path], messages[path] = text.split("\n"), message_spans(text)
     lines = source[path]
     func = name.rpartition(".")[2].partition("__mutmut_")[0].split("\u01c1")[-1]
     func = func[2:] if func.startswith("x_") else func
@@ -122,8 +132,14 @@ for name in sys.argv[1:]:
     kind = ""
     if len(old) == len(new) == 1:
         a, b = tokens(old[0]), tokens(new[0])
-        if a and b and len(a) == len(b) and all(x == y or x[0] == y[0] == tokenize.STRING for x, y in zip(a, b)):
-            kind = " message-only" if at in messages[path] else " string-only"
+        if a and b and len(a) == len(b) and all(x[:2] == y[:2] or x[0] == y[0] == tokenize.STRING for x, y in zip(a, b)):
+            indent = len(old[0]) - len(old[0].lstrip())
+            changed = [x[2] for x, y in zip(a, b) if x[:2] != y[:2]]
+            # The diff's lines keep the function's own indentation; the file's line may sit deeper (a method).
+            if at != "?":
+                indent = len(lines[at - 1]) - len(lines[at - 1].lstrip())
+            message = at != "?" and changed and all(in_message(messages[path], at, indent + c) for c in changed)
+            kind = " message-only" if message else " string-only"
     print("=== %s line %s%s" % (name, at, kind))
     print(diff)
 """

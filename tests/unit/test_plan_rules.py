@@ -625,3 +625,38 @@ def test_strip_removes_the_role_prefix_only_from_its_own_options():
 def test_the_log_source_role_options_first(inputs, log_cfg, expected):
     """log_source: the role's options before the group's; a unit alone means the journal; an unknown source is none."""
     assert plan.log_source(inputs, log_cfg) == expected
+
+
+def test_a_check_named_by_its_sweep_name_is_kept():
+    """api_security_checks may name the sweep's own check names too (rate as well as rate_limit)."""
+    assert plan.build_plan(HOST, BASE, {"api_security": {"api_security_checks": ["rate"]}}, ["api_security"])["wants"] == ["rate"]
+
+
+def test_a_selected_role_without_options_has_an_empty_config():
+    """Each selected check gets its options in the plan, {} when none were given."""
+    assert plan.build_plan(HOST, BASE, {}, ["health_check"])["cfg"] == {"health_check": {}}
+
+
+@pytest.mark.parametrize("role", ["security_audit", "dependency_updates"])
+def test_the_npm_roles_options_are_checked_with_the_others(role):
+    """security_audit_* and dependency_updates_* options go through the npm modules' own rules, named with their prefix."""
+    got = problems_of(role, {role + "_fetch_timeout": 0, role + "_app_dir": "relative"})
+    assert sorted(line.split(": ")[1] for line in got) == [role + "_app_dir", role + "_fetch_timeout"]
+    assert problems_of(role, {role + "_fetch_timeout": 30, role + "_app_dir": "/srv/bemore/app"}) == []
+
+
+def test_the_problem_texts_carry_the_value_given():
+    """A refused value is quoted in its problem, so the reader sees what to change."""
+    got = about(problems_of("tmp_cleanup", dict(TMP, tmp_cleanup_max_age_days=0.5)), "tmp_cleanup_max_age_days")
+    assert got[0].startswith("h1: tmp_cleanup_max_age_days: 0.5 is below 1 day")
+    got = about(problems_of("incident_response", {"incident_response_read_only": True}), "incident_response_read_only")
+    assert got == ["h1: incident_response_read_only: read-only mode or disabled features asked for without "
+                   "incident_response_confirm_degrade=true"]
+    got = about(problems_of("db_maintenance", dict(BACKUP, db_maintenance_backup_stamp_format="%Y\x00")),
+                "db_maintenance_backup_stamp_format")
+    assert len(got) == 1 and got[0].startswith("h1: db_maintenance_backup_stamp_format: is not a strftime format: ")
+
+
+def test_an_app_folder_that_is_not_text_protects_nothing_and_breaks_nothing():
+    """A non-text bemore_app_dir (refused by validate_host) does not crash the temp folder rule."""
+    assert about(problems_of("tmp_cleanup", {"tmp_cleanup_path": "/srv"}, {"bemore_app_dir": 5}), "tmp_cleanup_path") == []
