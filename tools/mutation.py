@@ -217,19 +217,28 @@ def score(killed, survived):
     return 100.0 * killed / (killed + survived) if killed + survived else 100.0
 
 
-def run_one(name, tests, max_children, set_aside, timeout_multiplier, sample):
-    work = layout(name, tests, timeout_multiplier)
+def run_one(name, tests, max_children, set_aside, timeout_multiplier, sample, rescore=False):
+    work = os.path.join(WORK, name)
     start = time.monotonic()
+    if not rescore:
+        work = layout(name, tests, timeout_multiplier)
+        _run_mutmut(work, name, max_children, sample)
+    return _score(work, name, tests, set_aside, sample, time.monotonic() - start)
+
+
+def _run_mutmut(work, name, max_children, sample):
     # A sample: the mutants whose number ends in one of the digits given (spread over every function).
     patterns = ["ansible.module_utils.%s.*__mutmut_*%s" % (name, "[%s]" % sample)] if sample else []
     with open(os.path.join(work, "mutmut.log"), "w") as log:
         rc = subprocess.run(["nice", "-n", "10", MUTMUT, "run", "--max-children", str(max_children)] + patterns,
                             cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=4 * 3600, check=False).returncode
-    elapsed = time.monotonic() - start
     if rc != 0:
         with open(os.path.join(work, "mutmut.log")) as log:
             print("".join(log.readlines()[-40:]))
         raise SystemExit("mutation: %s: mutmut run exited %d (log: %s/mutmut.log)" % (name, rc, work))
+
+
+def _score(work, name, tests, set_aside, sample, elapsed):
     statuses = results(work)
     if sample:
         statuses = dict((k, v) for k, v in statuses.items() if k[-1] in sample)
@@ -274,6 +283,8 @@ def main():
                         help="leave out the tests/unit/test_*_rules.py files (the score before them)")
     parser.add_argument("--sample", default="", metavar="DIGITS",
                         help="test only the mutants whose number ends in one of these digits (37: about a fifth)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the last run again (after editing tests/mutation-set-aside.md) without running mutmut")
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in TARGETS]
     if unknown:
@@ -286,7 +297,7 @@ def main():
         tests = [t for t in TARGETS[name] if os.path.exists(os.path.join(REPO, t))
                  and not (args.baseline and t.endswith("_rules.py"))]
         print("mutation: %s against %s ..." % (name, " ".join(tests)), flush=True)
-        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier, args.sample)
+        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier, args.sample, args.rescore)
         rows.append(row)
         print("mutation: %(file)s: %(mutants)d mutants (sample: %(sample)s), %(killed)d killed, %(survived)d survived: score %(score).1f %%"
               " (%(score_without_set_aside).1f %% with %(set_aside)d set aside) in %(seconds)ds; survivors: %(survivors_file)s"
