@@ -116,9 +116,11 @@ clean:
 # module_utils/bemore_steps.py, runbook_plan.py and safe_tree.py against the
 # unit tests that cover it, one file at a time under `nice -n 10`; prints the
 # score per file and writes the survivors to .cache/mutation/<file>/survivors.txt.
-# MUTATION_FILES="safe_tree" runs one; MUTATION_JOBS mutants are tested at once.
+# MUTATION_FILES="safe_tree" runs one; MUTATION_JOBS mutants are tested at once;
+# MUTATION_ARGS="--sample 37" tests a fifth of the mutants (see tools/mutation.py --help).
 MUTATION_FILES ?=
 MUTATION_JOBS ?= 2
+MUTATION_ARGS ?=
 .PHONY: mutation
 mutation: venv
-	$(PY) tools/mutation.py --max-children $(MUTATION_JOBS) $(MUTATION_FILES)
+	$(PY) tools/mutation.py --max-children $(MUTATION_JOBS) $(MUTATION_ARGS) $(MUTATION_FILES)
