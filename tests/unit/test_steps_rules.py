@@ -886,3 +886,90 @@ def test_error_step_summaries_carry_the_figures():
                               "cannot read the error statistics: HTTP 500")
     stp, _state = steps.error_step(None, "x", None, ERRORS, {}, NOW, monitoring={"status": "unhealthy", "error_rate_per_s": 0.125})
     assert stp["problems"][1] == "the backend calls itself unhealthy (0.125 errors/s since its start)"
+
+
+# --- the last details a reader or the next run depends on -----------------------------------------
+
+def test_a_missing_commit_never_matches():
+    """No reported commit matches nothing, whatever is expected."""
+    assert steps.commits_match("XXXX", None) is False and steps.commits_match(None, "XXXX") is False
+
+
+def test_api_security_figures_hold_each_reading():
+    """The TLS, CORS and rate limit readings are kept in the figures as read."""
+    tls, cors, rate = {"days_left": 90}, {"problems": []}, {"limit": 100}
+    assert steps.api_security_step(API, tls, cors, rate)["figures"] == {"tls": tls, "cors": cors, "rate_limit": rate}
+    probe = {"limit": None, "probe": {"hit": False}}
+    assert "no 429 after 0 requests" in steps.api_security_step(API, None, None, probe)["problems"][0]
+
+
+def test_error_step_without_thresholds_shows_the_declared_defaults():
+    """An error step given no thresholds judges and shows the role's declared ones."""
+    stp, _state = steps.error_step(STATS, None, None, {}, {}, NOW)
+    assert stp["figures"]["thresholds_percent"] == {"target": T, "alert": W, "high": C}
+    assert (stp["figures"]["error_rate_percent"], stp["figures"]["window"]) == (None, None)
+
+
+def test_error_step_precision_of_its_figures():
+    """Errors per minute keep 3 places, the sample's time 1 place, the problem's rate 2 places."""
+    previous = {"total": 35, "ts": NOW - 600}
+    stp, state = steps.error_step(STATS, None, window(21, 2000), ERRORS, previous, NOW + 0.25)
+    assert stp["figures"]["errors_per_minute"] == pytest.approx(0.5, abs=0.001)
+    assert state["samples"][-1]["ts"] == round(NOW + 0.25, 1) and state["ts"] == round(NOW + 0.25, 1)
+    assert stp["problems"][0].startswith("error rate 1.05 % is above 1 % (21 of 2000 requests")
+    stp, _state = steps.error_step(STATS, None, window(52, 1000), dict(ERRORS, critical_rate=5.125), {}, NOW)
+    assert stp["problems"][0].startswith("error rate 5.2 % is above 5.12 % ")
+
+
+def test_disk_problems_say_what_and_how_far():
+    """The disk problems name the mount, the use and the threshold, or the days until full."""
+    stp, _state = steps.disk_step(disk(DW), DISK, {}, NOW)
+    assert stp["problems"] == ["/ is %s %% full (warning at %s %%)" % (DW, DW)]
+    previous, avail = growth_history(10)
+    stp, _state = steps.disk_step(disk(10, avail=avail), DISK, previous, NOW)
+    assert stp["problems"] == ["/ full in 10.0 days at the current growth"]
+    previous, avail = growth_history(2)
+    stp, _state = steps.disk_step(disk(10, avail=avail), DISK, previous, NOW)
+    assert stp["problems"] == ["/ full in 2.0 days at the current growth"]
+    stp, _state = steps.disk_step(disk(10, 450.125), DISK, {}, NOW)
+    assert stp["figures"]["folder_mb"] in (450.12, 450.13)  # two places, however the float rounds
+    assert stp["problems"] == ["temp folder %s MB is above 80 %% of the 500 MB cap" % stp["figures"]["folder_mb"]]
+    stp, _state = steps.disk_step(disk(10, 501), DISK, {}, NOW)
+    assert stp["problems"] == ["temp folder 501.0 MB is above the 500 MB cap; the cleanup is not keeping up"]
+
+
+def test_health_figures_and_the_backends_own_time():
+    """The health figures hold the version; the state is dated by the backend's own clock when it gives one."""
+    reading = health_reading(timestamp="2027-01-15T09:00:00.000Z")
+    stp, state = steps.health_step(reading, HEALTH_CFG, {}, NOW)
+    assert state["checked_at"] == parse_time("2027-01-15T09:00:00.000Z") != NOW
+    assert stp["figures"]["version"] == "1.0.0" and stp["figures"]["uptime_s"] == 500.5
+    reading = dict(health_reading(), monitoring={"status": "unhealthy", "error_rate_per_s": 0.125})
+    stp, _state = steps.health_step(reading, HEALTH_CFG, {}, NOW)
+    assert stp["problems"] == ["the backend calls itself unhealthy: 0.125 errors/s since its start"]
+    assert stp["summary"].endswith("; backend says unhealthy (0.125 errors/s)")
+
+
+def test_log_step_shows_the_ten_most_frequent_signatures_without_a_ranking():
+    """Without the scan's own ranking, the first ten signatures are the top ones shown."""
+    sigs = [{"signature": "E%02d" % n, "count": 1} for n in range(12)]
+    stp, _state = steps.log_step({"signatures": sigs}, LOGS, {}, NOW)
+    assert len(stp["figures"]["top_signatures"]) == 10
+    stp, _state = steps.log_step({"rotations": [{"how": "renamed"}, {}]}, LOGS, {}, NOW)
+    assert stp["summary"].endswith("; rotated: renamed, ")
+
+
+def test_smoke_step_figures():
+    """The smoke test keeps the session, whether it ended, the rate and the baseline."""
+    stp = steps.smoke_step({"session_id": "s1", "ended": True}, 0.5, 0.25, SMOKE)
+    assert stp["figures"] == {"session_id": "s1", "ended": True, "error_rate_percent": 0.5, "baseline_percent": 0.25}
+
+
+def test_cleanup_figures_keep_their_precision():
+    """The folder size after a cleanup keeps 2 places; the freed size is shown with 2."""
+    cleanup = {"files_deleted": 1, "bytes_freed": int(1.125 * MB), "files_remaining": 1, "bytes_remaining": int(0.125 * MB)}
+    stp = steps.tmp_cleanup_step(dict(CLEANUP, check_service=False), None, None, None, cleanup, None, NOW)
+    assert stp["figures"]["folder_mb"] == 0.12
+    assert stp["summary"] == "deleted 1 files (1.12 MB; age 0, cap 0), 1 files / 0.12 MB remain"
+    stp = steps.tmp_cleanup_step(CLEANUP, service(), None, None, None, None, parse_time(CHECKED) + 3 * 3600 + 9)
+    assert "last ran 180.2 min ago" in stp["problems"][0]
