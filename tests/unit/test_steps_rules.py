@@ -973,3 +973,17 @@ def test_cleanup_figures_keep_their_precision():
     assert stp["summary"] == "deleted 1 files (1.12 MB; age 0, cap 0), 1 files / 0.12 MB remain"
     stp = steps.tmp_cleanup_step(CLEANUP, service(), None, None, None, None, parse_time(CHECKED) + 3 * 3600 + 9)
     assert "last ran 180.2 min ago" in stp["problems"][0]
+
+
+def test_summaries_say_only_what_happened_with_their_precision():
+    """A backlog that did not grow is not said to grow; rates and targets are shown with their places."""
+    stp, _state = steps.log_step({"backlog": {"bytes": MB}}, LOGS, {"position": {"i": 1}, "backlog_bytes": 2 * MB}, NOW)
+    assert stp["problems"] == ["the review stopped at its time budget: 1.0 MB not read yet"]
+    stp = steps.performance_step({"times_ms": [5], "failed": 0}, {"found": True, "rss_mb": 10.0, "cpu_percent": 1.0}, {})
+    assert stp["summary"].endswith("memory 10.0 MB (target 1024), CPU 1.0 % (target 30)")
+    reading = dict(health_reading(), monitoring={"status": "healthy", "error_rate_per_s": 0.12345})
+    assert steps.health_step(reading, HEALTH_CFG, {}, NOW)[0]["summary"].endswith("(%.4f errors/s)" % 0.12345)
+    stp, _state = steps.error_step(STATS, None, None, ERRORS, {"total": 37.5, "ts": NOW - 600}, NOW)
+    assert stp["summary"].startswith("0.25 errors/min since the last run")
+    stp = steps.smoke_step({"session_id": "s"}, 5.0, 0.12345, SMOKE)
+    assert stp["problems"][0].endswith("baseline of 0.123 %")
