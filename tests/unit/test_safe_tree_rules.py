@@ -300,13 +300,14 @@ def test_special_files_are_skipped(tmp_path):
 def test_excluded_entries_are_kept_and_counted(tmp_path):
     """An excluded name (or relative path) is kept; a regular one counts as kept with its size."""
     make(tmp_path / "keep.lock", size=5)
+    make(tmp_path / "keep2.lock", size=4)
     make(tmp_path / "sub" / "pinned.mp3", size=6)
     make(tmp_path / "sub" / "old.mp3", size=7)
     rule = safe_tree.Rule(HI)
     walker, _complete = sweep(tmp_path, rule, excludes=["*.lock", "sub/pinned.mp3"])
-    assert names(tmp_path) == ["keep.lock", "sub/pinned.mp3"]
-    assert walker.skipped["excluded"] == 2
-    assert (rule.kept, rule.kept_bytes, rule.removed, rule.removed_bytes) == (2, 11, 1, 7)
+    assert names(tmp_path) == ["keep.lock", "keep2.lock", "sub/pinned.mp3"]
+    assert walker.skipped["excluded"] == 3
+    assert (rule.kept, rule.kept_bytes, rule.removed, rule.removed_bytes) == (3, 15, 1, 7)
 
 
 def test_the_removed_are_listed_up_to_the_limit_with_their_relative_paths(tmp_path):
@@ -473,12 +474,12 @@ def test_without_a_helper_the_batches_are_unlinked_in_place(tmp_path):
     unlinker = safe_tree.Unlinker()
     try:
         unlinker.stop()
-        unlinker.unlink(fd, "", [("a", 3, stat.S_IFREG), ("gone", 1, stat.S_IFLNK)])
+        unlinker.unlink(fd, "sub", [("a", 3, stat.S_IFREG), ("gone", 1, stat.S_IFLNK)])
         unlinker.drain()  # nothing to wait for
     finally:
         os.close(fd)
     assert names(tmp_path) == []
-    assert [(n, e.errno) for _b, n, _s, _k, e in unlinker.failures] == [("gone", 2)]
+    assert [(b, n, e.errno) for b, n, _s, _k, e in unlinker.failures] == [("sub", "gone", 2)]
 
 
 def test_settling_takes_back_what_the_helper_failed_to_remove(tmp_path):
@@ -526,3 +527,45 @@ def test_open_and_mapped_files_are_seen_on_their_filesystem_only(tmp_path):
     assert (dev, os.stat(str(closed)).st_ino) not in held
     assert [(d, i) for d, i in held if d != dev] == []
     assert (dev, os.stat(str(mapped)).st_ino) not in safe_tree.open_files(dev)
+
+
+def test_a_helper_that_died_is_replaced_by_unlinking_in_place(tmp_path):
+    """When the helper is gone, the batch that found it gone and every later one are unlinked by the parent."""
+    import signal  # pylint: disable=import-outside-toplevel
+    make(tmp_path / "a")
+    make(tmp_path / "b")
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    unlinker = safe_tree.Unlinker()
+    try:
+        os.kill(unlinker.pid, signal.SIGKILL)
+        unlinker.drain()  # the helper cannot answer: lost
+        assert unlinker.lost is True and unlinker.sock is None
+        unlinker.unlink(fd, "", [("a", 10, stat.S_IFREG)])
+        unlinker.unlink(fd, "", [("b", 10, stat.S_IFREG)])
+    finally:
+        unlinker.stop()
+        os.close(fd)
+    assert names(tmp_path) == [] and unlinker.failures == [] and unlinker.pid is None
+
+
+def test_a_child_folder_that_changed_since_it_was_listed_is_skipped(tmp_path):
+    """Opening a listed folder: gone, a symlink, a file, or another folder by now are each skipped and counted once."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "other").mkdir()
+    os.symlink(str(tmp_path / "dir"), str(tmp_path / "link"))
+    make(tmp_path / "file")
+    walker = safe_tree.Walker(str(tmp_path))
+    fd = walker.open_root()
+    try:
+        st = os.lstat(str(tmp_path / "dir"))
+        cases = [("missing", "vanished"), ("link", "symlink"), ("file", "symlink"), ("other", "vanished")]
+        for name, counter in cases:
+            before = dict(walker.skipped)
+            assert walker._open_child(fd, name, st, name) is None
+            assert dict((k, v - before[k]) for k, v in walker.skipped.items() if v != before[k]) == {counter: 1}, name
+        child = walker._open_child(fd, "dir", st, "dir")
+        assert child is not None
+        os.close(child)
+    finally:
+        walker.close()
+    assert walker.errors == []
