@@ -569,3 +569,13 @@ def test_a_child_folder_that_changed_since_it_was_listed_is_skipped(tmp_path):
     finally:
         walker.close()
     assert walker.errors == []
+
+
+def test_closing_a_walker_that_never_opened_is_harmless(tmp_path):
+    """close() without open_root() does nothing, and closing twice is fine."""
+    walker = safe_tree.Walker(str(tmp_path))
+    walker.close()
+    walker.open_root()
+    walker.close()
+    walker.close()
+    assert walker.root_fd is None
