@@ -217,18 +217,26 @@ def score(killed, survived):
     return 100.0 * killed / (killed + survived) if killed + survived else 100.0
 
 
-def run_one(name, tests, max_children, set_aside, timeout_multiplier, sample, rescore=False):
+def run_one(name, tests, max_children, set_aside, timeout_multiplier, sample, rescore=False, retest=False):
     work = os.path.join(WORK, name)
     start = time.monotonic()
-    if not rescore:
+    if retest:
+        # The last run's survivors again, against the tests as they are now.
+        with open(os.path.join(work, "survivors.txt")) as fh:
+            survivors = re.findall(r"^=== (\S+) ", fh.read(), re.M)
+        shutil.copytree(os.path.join(REPO, "tests"), os.path.join(work, "mutants", "tests"), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache"))
+        if survivors:
+            _run_mutmut(work, name, max_children, None, survivors)
+    elif not rescore:
         work = layout(name, tests, timeout_multiplier)
         _run_mutmut(work, name, max_children, sample)
     return _score(work, name, tests, set_aside, sample, time.monotonic() - start)
 
 
-def _run_mutmut(work, name, max_children, sample):
+def _run_mutmut(work, name, max_children, sample, names=()):
     # A sample: the mutants whose number ends in one of the digits given (spread over every function).
-    patterns = ["ansible.module_utils.%s.*__mutmut_*%s" % (name, "[%s]" % sample)] if sample else []
+    patterns = ["ansible.module_utils.%s.*__mutmut_*%s" % (name, "[%s]" % sample)] if sample else list(names)
     with open(os.path.join(work, "mutmut.log"), "w") as log:
         rc = subprocess.run(["nice", "-n", "10", MUTMUT, "run", "--max-children", str(max_children)] + patterns,
                             cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=4 * 3600, check=False).returncode
@@ -283,6 +291,8 @@ def main():
                         help="leave out the tests/unit/test_*_rules.py files (the score before them)")
     parser.add_argument("--sample", default="", metavar="DIGITS",
                         help="test only the mutants whose number ends in one of these digits (37: about a fifth)")
+    parser.add_argument("--retest", action="store_true",
+                        help="test the last run's survivors again against the tests as they are now, then score")
     parser.add_argument("--rescore", action="store_true",
                         help="score the last run again (after editing tests/mutation-set-aside.md) without running mutmut")
     args = parser.parse_args()
@@ -297,7 +307,8 @@ def main():
         tests = [t for t in TARGETS[name] if os.path.exists(os.path.join(REPO, t))
                  and not (args.baseline and t.endswith("_rules.py"))]
         print("mutation: %s against %s ..." % (name, " ".join(tests)), flush=True)
-        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier, args.sample, args.rescore)
+        row = run_one(name, tests, args.max_children, set_aside, args.timeout_multiplier, args.sample, args.rescore,
+                      args.retest)
         rows.append(row)
         print("mutation: %(file)s: %(mutants)d mutants (sample: %(sample)s), %(killed)d killed, %(survived)d survived: score %(score).1f %%"
               " (%(score_without_set_aside).1f %% with %(set_aside)d set aside) in %(seconds)ds; survivors: %(survivors_file)s"
