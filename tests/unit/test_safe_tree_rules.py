@@ -579,3 +579,19 @@ def test_closing_a_walker_that_never_opened_is_harmless(tmp_path):
     walker.close()
     walker.close()
     assert walker.root_fd is None
+
+
+def test_an_unlink_that_fails_in_place_is_counted_not_removed(tmp_path, monkeypatch):
+    """Unlinking in place: a file whose unlink failed (it vanished first) is counted as vanished and as left, not removed."""
+    make(tmp_path / "a", size=5)
+    real_unlink = os.unlink
+
+    def vanish_first(name, dir_fd=None):
+        real_unlink(name, dir_fd=dir_fd)
+        real_unlink(name, dir_fd=dir_fd)  # the second one fails as a racing cleanup would make it
+
+    monkeypatch.setattr(safe_tree.os, "unlink", vanish_first)
+    rule = safe_tree.Rule(HI)
+    walker, _complete = sweep(tmp_path, rule, background=False)
+    assert (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes) == (0, 0, 1, 5)
+    assert walker.skipped["vanished"] == 1 and walker.errors == []
