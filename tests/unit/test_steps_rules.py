@@ -987,3 +987,16 @@ def test_summaries_say_only_what_happened_with_their_precision():
     assert stp["summary"].startswith("0.25 errors/min since the last run")
     stp = steps.smoke_step({"session_id": "s"}, 5.0, 0.12345, SMOKE)
     assert stp["problems"][0].endswith("baseline of 0.123 %")
+
+
+def test_the_last_keys_and_defaults_read():
+    """critical_rate is read from the config, history_days has its default, the note and the warning ratio are exact."""
+    assert steps.classify_rate(7.0, {"target_rate": 0.5, "warning_rate": 2.0, "critical_rate": 10.0}) == ("warning", "medium", True)
+    cfg = dict(DISK)
+    del cfg["history_days"]
+    assert len(steps.disk_step(disk(10), cfg, {"samples": [{"ts": NOW - 29 * 86400, "used_bytes": 1}]}, NOW)[1]["samples"]) == 2
+    stp, _state = steps.disk_step(disk(10, LIMIT * 0.555 + 1), dict(DISK, folder_warning_ratio=0.555), {}, NOW)
+    assert stp["problems"][0].endswith("is above 55 % of the 500 MB cap")
+    stp, _state = steps.error_step(STATS, None, None, ERRORS, {}, NOW)
+    assert stp["figures"]["note"] == ("the per-request error rate needs the backend's log (bemore_log_source); "
+                                      "reporting errors per minute and the backend's own verdict instead")
