@@ -137,3 +137,16 @@ bench: venv
 clean:
 	-$(PY) sandbox/sandboxctl.py stop
 	rm -rf .sandbox .state reports .cache .testbed-image .venv-core-2.20
+
+# Mutation testing of the decision code (not part of `make test`): each of
+# module_utils/bemore_steps.py, runbook_plan.py and safe_tree.py against the
+# unit tests that cover it, one file at a time under `nice -n 10`; prints the
+# score per file and writes the survivors to .cache/mutation/<file>/survivors.txt.
+# MUTATION_FILES="safe_tree" runs one; MUTATION_JOBS mutants are tested at once;
+# MUTATION_ARGS="--sample 37" tests a fifth of the mutants (see tools/mutation.py --help).
+MUTATION_FILES ?=
+MUTATION_JOBS ?= 2
+MUTATION_ARGS ?=
+.PHONY: mutation
+mutation: venv
+	$(PY) tools/mutation.py --max-children $(MUTATION_JOBS) $(MUTATION_ARGS) $(MUTATION_FILES)
