@@ -208,7 +208,7 @@ def rate_limited_reason(reset_s):
     return "rate limited (HTTP 429, resets in %d s)" % reset_s
 
 
-class _Deadline(object):
+class Deadline(object):
     """The total deadline of one exchange: connect, headers and body together.
 
     The sockets' own timeout is per operation, so a server that sends a byte
@@ -455,7 +455,7 @@ class Client(object):
     def _exchange(self, method, path, data, headers, seconds):
         """(status, headers, body, url) of one request and its same-origin redirects, all within ``seconds``."""
         url = self.url(path)
-        with _Deadline(seconds) as deadline:
+        with Deadline(seconds) as deadline:
             for _hop in range(MAX_REDIRECTS + 1):
                 status, rheaders, raw = self._send(method, url, data, headers, deadline, path, seconds)
                 location = rheaders.get("location") if status in (301, 302, 303, 307, 308) else None

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.module_utils.bemore_api import (
-    ApiError, Client, ENDPOINTS, TRANSPORT, expect_json, parse_cleanup_stats, parse_error_stats, parse_health,
+    ApiError, Client, Deadline, ENDPOINTS, TRANSPORT, expect_json, parse_cleanup_stats, parse_error_stats, parse_health,
     parse_monitoring_health, parse_rate_limit, parse_session_start, rate_limited_reason, retry_after_s,
     session_end_path,
 )
@@ -212,6 +212,13 @@ def decode_der(der):
         os.unlink(path)
 
 
+class _Held(object):
+    """What ``Deadline.attach`` shuts down: an object with a ``sock``."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+
 def read_tls(base_url, timeout, validate):
     parts = urlsplit(base_url)
     if parts.scheme != "https":
@@ -221,11 +228,19 @@ def read_tls(base_url, timeout, validate):
     if not validate:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    # The same total deadline as every API request: a server that sends its
+    # handshake a byte at a time never trips the per-operation timeout.
+    deadline = Deadline(timeout)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with ctx.wrap_socket(sock, server_hostname=host) as tls:
-                cert = tls.getpeercert() or decode_der(tls.getpeercert(binary_form=True))
+        with deadline:
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                with ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False) as tls:
+                    deadline.attach(_Held(tls))
+                    tls.do_handshake()
+                    cert = tls.getpeercert() or decode_der(tls.getpeercert(binary_form=True))
     except (OSError, ssl.SSLError) as exc:
+        if deadline.expired:
+            return {"error": "no TLS handshake with %s within the %gs deadline" % (host, timeout), "days_left": None}
         return {"error": "cannot verify the certificate of %s: %s" % (host, exc), "days_left": None}
     if not cert or "notAfter" not in cert:
         return {"error": "cannot read the certificate of %s" % host, "days_left": None}

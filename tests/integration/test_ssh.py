@@ -30,7 +30,7 @@ import time
 import pytest
 
 from tests.conftest import VENV_BIN, free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, in_ci
 
 IMAGE_FILE = os.path.join(REPO, ".testbed-image")
 BOOT_DEADLINE_S = 180
@@ -180,7 +180,7 @@ class Container(object):
 def testbed(tmp_path_factory):
     missing = _missing()
     if missing:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("the SSH tests need %s" % " and ".join(missing))
         pytest.skip("needs %s" % " and ".join(missing))
     bed = Container(str(tmp_path_factory.mktemp("ssh")))

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from tests.conftest import VENV_BIN, free_port
-from tests.helpers import REPO, register_module_utils
+from tests.helpers import REPO, register_module_utils, require
 
 register_module_utils()
 from ansible.module_utils import bemore_doctor as doctor  # noqa: E402  pylint: disable=wrong-import-position
@@ -166,8 +166,8 @@ def _mariadb_answers():
         return False
 
 
-@pytest.mark.skipif(not _mariadb_answers() and os.environ.get("CI") != "true", reason="MariaDB does not answer on 127.0.0.1:3306")
 def test_the_database_with_right_and_wrong_password():
+    require(_mariadb_answers(), "MariaDB on 127.0.0.1:3306")
     assert doctor.database_item(DB)["status"] == "ok"
     wrong = doctor.database_item(dict(DB, db_password="not-the-password-8c1f"))
     assert wrong["status"] == "failed" and "bemore_db_password" in wrong["fix"]

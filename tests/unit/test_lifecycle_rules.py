@@ -19,6 +19,7 @@ import yaml
 from ansible.module_utils import runbook_core as core
 from ansible.module_utils.runbook_plan import Problems, check_ranges
 from tests.conftest import REPO, load_module
+from tests.helpers import require
 
 
 def _yaml(*parts):
@@ -157,13 +158,12 @@ def test_no_lock_wait_tries_once(run_module, tmp_path):
 
 @pytest.fixture
 def small_filesystem(tmp_path):
-    """A real 64 KB tmpfs (needs root); the test is skipped where it cannot be mounted."""
+    """A real 64 KB tmpfs (needs root): skipped where it cannot be mounted, a failure under CI=true."""
     mount = tmp_path / "small"
     mount.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
                           capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here: %s" % proc.stderr.strip())
+    require(proc.returncode == 0, "a mountable 64 KB tmpfs", "needs root with CAP_SYS_ADMIN: %s" % proc.stderr.strip())
     try:
         yield mount
     finally:

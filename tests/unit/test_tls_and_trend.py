@@ -7,9 +7,11 @@ import datetime
 import http.server
 import json
 import os
+import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -74,3 +76,36 @@ def test_trend_over_the_period(tmp_path):
     flat = trend.trend(series["api1"]["rss_mb"], 25, 3)
     assert flat["change_percent"] == 0 and flat["worse"] is False
     assert trend.trend([(now, 1.0), (now, 9.0)], 25, 3)["worse"] is False  # too few points to judge
+
+
+def test_a_handshake_sent_a_byte_at_a_time_ends_at_the_total_deadline():
+    """The TLS reading has a total deadline: a server that dribbles its handshake never trips a per-read timeout."""
+    checks = register_and_import()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def dribble():
+        conn, _ = listener.accept()
+        with conn:
+            # A TLS record header announcing 16 KiB, then its body one byte per 0.2 s.
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=dribble, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        info = checks.read_tls("https://127.0.0.1:%d" % listener.getsockname()[1], 1.0, False)
+    finally:
+        stop.set()
+        listener.close()
+    elapsed = time.monotonic() - started
+    assert info["days_left"] is None and "within the 1s deadline" in info["error"]
+    # A busy machine is slower, never faster: the 16 KiB record alone would take 55 minutes.
+    assert elapsed < 30, elapsed
