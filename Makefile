@@ -94,10 +94,13 @@ unit: venv
 #     already placed relative to the test's own TODAY.
 #   test_awx_config: 28 s under libfaketime; its dates are rrule data from DTSTART.
 #   test_examples, test_module_docs, test_roles, test_sanity_harness: read no clock.
+#   test_safe_tree_rules, test_lifecycle_rules: file ages, locks and a tmpfs (the kernel's clock).
+#   test_http_client, test_doctor: loopback servers and deadlines; libfaketime's sleep errors.
 #   test_bemore_logs's testbed journald test: runs podman.
 SHIFTED_SUITES := tests/unit/test_bemore_logs.py tests/unit/test_log_scan.py tests/unit/test_steps.py \
   tests/unit/test_contract.py tests/unit/test_runbook_docs.py tests/unit/test_tls_and_trend.py \
-  tests/unit/test_report_html.py tests/unit/test_runbook_core.py tests/unit/test_runbook_clock.py
+  tests/unit/test_report_html.py tests/unit/test_runbook_core.py tests/unit/test_runbook_clock.py \
+  tests/unit/test_steps_rules.py tests/unit/test_plan_rules.py tests/unit/test_rate_rules.py tests/unit/test_http_steps.py
 SHIFTED_TIMEOUT ?= 110
 shifted: venv
 	@command -v faketime >/dev/null || { echo "shifted: faketime is missing -- run: sudo apt-get install -y faketime" >&2; exit 2; }

@@ -239,7 +239,7 @@ def read_tls(base_url, timeout, validate):
                     tls.do_handshake()
                     cert = tls.getpeercert() or decode_der(tls.getpeercert(binary_form=True))
     except (OSError, ssl.SSLError) as exc:
-        if deadline.expired:
+        if deadline.expired or isinstance(exc, socket.timeout):
             return {"error": "no TLS handshake with %s within the %gs deadline" % (host, timeout), "days_left": None}
         return {"error": "cannot verify the certificate of %s: %s" % (host, exc), "days_left": None}
     if not cert or "notAfter" not in cert:
