@@ -86,7 +86,7 @@ recheck:
   returned: when I(recheck) is given
   type: dict
   sample: {"error_rate_after": 0.0, "errors": 0, "requests": 3, "judged": false,
-           "note": "0 errors in 3 requests: too few requests to judge, below the minimum of 20", "errors_resolved": true}
+           "note": "0 errors in 3 requests: too few to judge, below the minimums of 5 errors and 100 requests", "errors_resolved": true}
 """
 
 from ansible.module_utils.basic import AnsibleModule

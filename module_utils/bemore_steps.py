@@ -271,7 +271,7 @@ def classify_rate(rate, cfg):
 
 # The minimum sample of a judged rate (error_monitoring_min_requests and
 # error_monitoring_min_errors; the role's defaults declare the same values).
-MIN_REQUESTS = 20
+MIN_REQUESTS = 100
 MIN_ERRORS = 5
 
 
@@ -279,26 +279,26 @@ def judge_rate(rate, errors, requests, cfg):
     """(status, severity, alert, note) of an error rate of ``errors`` in ``requests``.
 
     The guide's thresholds (target 0.1 %, alert above 1 %: medium, above
-    5 %: high) are about traffic. A rate from a handful of requests is not
-    evidence: 1 error in 5 requests is 20 %, and says nothing. So the rate is
-    judged only when the window holds at least ``min_requests`` requests
-    (default 20) AND at least ``min_errors`` errors (default 5); below
-    either minimum it is reported with its counts and a note that says which
-    minimum it is below, and it raises no severity (ok, none, no alert).
-    At or above both minimums the thresholds decide: 20 errors in 104
-    requests (19 %) is high. ``note`` is None when the rate was judged.
+    5 %: high) are about traffic. A rate from a handful of requests with a
+    handful of errors is not evidence: 1 error in 5 requests is 20 %, and
+    says nothing. The rule: the rate is judged by the thresholds when the
+    window holds at least ``min_errors`` errors (default 5: enough failures
+    are evidence whatever the traffic, so 5 of 5 is high) OR at least
+    ``min_requests`` requests (default 100: enough traffic for a rate to mean
+    something, so 2 of 100 is medium). Below BOTH minimums it is reported
+    with its counts and a note naming both minimums, and it raises no
+    severity (ok, none, no alert): 1 of 5 and 4 of 99 are not judged; 20 of
+    104 is high. ``note`` is None when the rate was judged.
     """
     if rate is None:
         return "ok", "none", False, None
     min_requests = int(cfg.get("min_requests", MIN_REQUESTS))
     min_errors = int(cfg.get("min_errors", MIN_ERRORS))
-    counts = "%d error%s in %d request%s" % (errors, "" if errors == 1 else "s", requests, "" if requests == 1 else "s")
-    if requests < min_requests:
-        return "ok", "none", False, "%s: too few requests to judge, below the minimum of %d" % (counts, min_requests)
-    if errors < min_errors:
-        if rate > float(cfg.get("target_rate", 0.1)):
-            return "ok", "none", False, "%s: too few errors to judge, below the minimum of %d" % (counts, min_errors)
-        return "ok", "none", False, None
+    errors, requests = int(errors or 0), int(requests or 0)
+    if errors < min_errors and requests < min_requests:
+        counts = "%d error%s in %d request%s" % (errors, "" if errors == 1 else "s", requests, "" if requests == 1 else "s")
+        return "ok", "none", False, "%s: too few to judge, below the minimums of %d errors and %d requests" % (
+            counts, min_errors, min_requests)
     status, severity, alert = classify_rate(rate, cfg)
     return status, severity, alert, None
 

@@ -60,7 +60,7 @@ def test_a_zero_rate_is_shown_as_zero_not_unknown(tmp_path, ansible_env, sim):
 
 def test_a_rate_that_was_not_judged_is_not_compared(tmp_path, ansible_env, sim):
     figures = {"error_rate_percent": 20.0, "rate_judged": False,
-               "note": "1 error in 5 requests: too few requests to judge, below the minimum of 20"}
+               "note": "1 error in 5 requests: too few to judge, below the minimums of 5 errors and 100 requests"}
     stp = smoke(tmp_path, ansible_env, sim, figures, 0.0)
     assert stp["status"] == "ok" and "not compared: 1 error in 5 requests" in stp["summary"]
 

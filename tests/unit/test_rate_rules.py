@@ -105,34 +105,41 @@ def test_a_refused_probe_waits_in_the_state_until_a_reading_of_the_counters_subt
 
 @pytest.mark.parametrize("errors, requests, status, severity, judged", [
     (1, 5, "ok", "none", False),         # the 1 in 5: 20 %, not evidence
-    (5, 19, "ok", "none", False),        # one request under the minimum
-    (5, 20, "critical", "high", True),   # at the minimum of requests and of errors
-    (5, 21, "critical", "high", True),   # just over
-    (4, 50, "ok", "none", False),        # 8 %, one error under the minimum
-    (6, 50, "critical", "high", True),   # just over the minimum of errors
+    (5, 5, "critical", "high", True),    # a dead database at night: enough failures whatever the traffic
+    (15, 15, "critical", "high", True),
+    (4, 99, "ok", "none", False),        # just under both minimums
+    (4, 100, "warning", "medium", True),  # at the minimum of requests: 4 % is medium
+    (2, 100, "warning", "medium", True),  # at the minimum of requests: 2 % is medium
+    (2, 101, "warning", "medium", True),  # just over it
+    (4, 20, "ok", "none", False),        # 20 %, under both minimums (the old rule's 20 requests: no longer enough)
+    (5, 99, "critical", "high", True),   # at the minimum of errors
+    (6, 99, "critical", "high", True),   # just over it
     (20, 104, "critical", "high", True),  # a real burst stays high
     (0, 5, "ok", "none", False),
-    (0, 1000, "ok", "none", True),       # zero errors in many requests is a judged 0 %
+    (0, 99, "ok", "none", False),
+    (0, 100, "ok", "none", True),        # zero errors in enough requests is a judged 0 %
+    (0, 1000, "ok", "none", True),
 ])
 def test_the_minimum_sample_boundaries(errors, requests, status, severity, judged):
     rate = round(100.0 * errors / requests, 4)
     got_status, got_severity, alert, note = steps.judge_rate(rate, errors, requests, RATES)
     assert (got_status, got_severity) == (status, severity)
-    assert alert is (severity == "high")
+    assert alert is (severity in ("high", "medium"))
     assert (note is None) is judged
 
 
 def test_the_minimums_are_options():
-    cfg = dict(RATES, min_requests=5, min_errors=1)
+    cfg = dict(RATES, min_requests=5, min_errors=2)
     assert steps.judge_rate(20.0, 1, 5, cfg)[:2] == ("critical", "high")
     assert steps.judge_rate(20.0, 1, 5, dict(cfg, min_requests=6))[:2] == ("ok", "none")
+    assert steps.judge_rate(40.0, 2, 5, dict(cfg, min_requests=6))[:2] == ("critical", "high")
 
 
 def test_a_handful_of_requests_is_reported_with_its_counts_and_raises_nothing():
     window = {"requests": 5, "errors": 1, "status": {}, "label": "the last 5 min of the journal"}
     stp, state = steps.error_step(STATS, None, window, RATES, {}, NOW)
     assert stp["status"] == "ok" and stp["severity"] == "none" and not stp.get("alert")
-    assert "1 error in 5 requests: too few requests to judge, below the minimum of 20" in stp["summary"]
+    assert "1 error in 5 requests: too few to judge, below the minimums of 5 errors and 100 requests" in stp["summary"]
     assert stp["figures"]["rate_judged"] is False and stp["figures"]["error_rate_percent"] == 20.0
     assert state["samples"][-1] == {"ts": NOW, "rate": 20.0, "errors": 1, "requests": 5}
 
