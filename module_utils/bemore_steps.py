@@ -920,12 +920,15 @@ def recheck_errors(window, verdict, cfg):
 
     ``window``: log_scan's counts since the mitigation ({requests, errors,
     status, own_requests, own_errors}) or None without a log; ``verdict``:
-    the backend's own status after it, or None. With a judged rate the
-    errors are resolved when it is at most the alert threshold (1 %). A rate
-    from too few requests is no evidence either way: it raises nothing, but
-    "resolved" needs evidence too, so the errors count as resolved only when
-    the window holds none at all and the backend's verdict is read and not
-    "unhealthy" (without a log, the verdict alone). Returns
+    the backend's own status after it, or None. A rate is judged when the
+    window holds at least min_errors errors OR at least min_requests
+    requests (judge_rate), so 2 errors in 1,000 requests is judged (0.2 %).
+    With a judged rate the errors are resolved when it is at most the alert
+    threshold (1 %). Only a window with too few requests AND too few errors
+    is no evidence either way: it raises nothing, but "resolved" needs
+    evidence too, so the errors count as resolved only when the window holds
+    none at all and the backend's verdict is read and not "unhealthy"
+    (without a log, the verdict alone). Returns
     {error_rate_after, errors, requests, judged, note, errors_resolved}.
     """
     if window is None:

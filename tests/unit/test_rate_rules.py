@@ -286,6 +286,12 @@ def test_the_escalation_table():
     ({"requests": 500, "errors": 5, "status": {}}, "unhealthy", True, True),  # 1 %: at the alert threshold
     ({"requests": 495, "errors": 5, "status": {}}, "healthy", True, False),   # just above it
     (None, "healthy", False, True),
+    # Too few errors but enough requests: the thresholds decide, no need for zero errors.
+    ({"requests": 1000, "errors": 2, "status": {}}, "healthy", True, True),
+    ({"requests": 100, "errors": 1, "status": {}}, "healthy", True, True),    # at the minimum of requests: 1 %
+    ({"requests": 100, "errors": 2, "status": {}}, "healthy", True, False),   # 2 %: above the alert threshold
+    ({"requests": 99, "errors": 1, "status": {}}, "healthy", False, False),   # under both: zero errors needed
+    ({"requests": 99, "errors": 0, "status": {}}, "healthy", False, True),
 ])
 def test_the_error_rate_after_a_mitigation_is_judged_like_the_step(window, verdict, judged, resolved):
     got = steps.recheck_errors(window, verdict, RATES)
