@@ -388,6 +388,9 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
                        monitoring_error_rate_per_s=monitoring.get("error_rate_per_s"))
     status, severity, alert, sample_note = judge_rate(rate, figures.get("window_errors"), figures.get("window_requests"), cfg)
     figures["rate_judged"] = rate is not None and sample_note is None
+    # The rate only when it was judged: what a release records as its pre-deploy baseline (a 1-in-5 20 % is no
+    # baseline, and would mask a real regression); None otherwise, with the counts and the note beside it.
+    figures["judged_rate_percent"] = rate if figures["rate_judged"] else None
     # The severity of the judged rate alone (not of unreadable readings): what an incident is classified by.
     figures["rate_severity"] = severity
     if sample_note:
@@ -840,7 +843,11 @@ def smoke_step(session, window_rate, baseline, cfg):
 
     The rate is compared only when the error-monitoring step judged it
     (``cfg["rate_judged"]``: its minimum sample, see judge_rate); a 0 %
-    baseline is a baseline like any other.
+    baseline is a baseline like any other. The release records a baseline
+    only from a judged pre-deploy rate; without one (``baseline`` None,
+    ``cfg["baseline_note"]`` saying why) the summary says "no judged
+    baseline": the regression check against it cannot run, and the
+    post-deploy rate is judged on its own thresholds (error_monitoring).
     """
     name = "smoke_test"
     problems = []
@@ -852,10 +859,13 @@ def smoke_step(session, window_rate, baseline, cfg):
     margin = float(cfg.get("error_margin", 0.5))
     if judged and baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
         problems.append("error rate %s %% is above the pre-deploy baseline of %s %%" % (_fmt(window_rate, 3), _fmt(float(baseline), 3)))
-    summary = "session start %s, end %s; error rate %s %% against a baseline of %s %%" % (
+    summary = "session start %s, end %s; error rate %s %% against %s" % (
         "skipped (check mode)" if session.get("skipped") else ("FAILED" if session.get("error") else "ok"),
         "skipped" if session.get("skipped") or session.get("error") else ("FAILED" if session.get("end_error") else "ok"),
-        _fmt(window_rate, 3), _fmt(baseline, 3) if baseline is not None else "unknown")
+        _fmt(window_rate, 3), "a baseline of %s %%" % _fmt(baseline, 3) if baseline is not None else "no judged baseline")
+    if baseline is None:
+        summary += " (%s): the regression check against it cannot run; the post-deploy rate is judged on its own thresholds" % (
+            cfg.get("baseline_note") or "none was recorded before the deploy")
     if not judged and window_rate is not None:
         summary += "; not compared: %s" % (cfg.get("rate_note") or "too few requests or errors to judge")
     status, severity = ("critical", "high") if problems else ("ok", "none")

@@ -263,7 +263,7 @@ def test_unreadable_statistics_are_no_error_rate_incident():
 
 def test_the_escalation_table():
     checked = {
-        "health": {"status": "critical", "summary": "service down: /health: connection refused"},
+        "health": {"status": "critical", "severity": "critical", "summary": "service down: /health: connection refused"},
         "error_monitoring": {"figures": {"rate_severity": "none", "monitoring_status": "unhealthy"}, "summary": "s"},
         "disk_usage": {"status": "warning", "summary": "d"},
         "performance": {"problems": ["memory 1500 MB is above the 1024 MB target", "CPU 50 % is above"]},
@@ -375,3 +375,36 @@ def test_the_log_review_says_what_of_the_runbooks_own_it_left_out():
     stp, _state = steps.log_step(scan, {}, {"position": {"files": {}}}, NOW, "app.log")
     assert "left out: 12 of the runbook's own requests, 1 error line(s) of its CORS probe" in stp["summary"]
     assert (stp["figures"]["own_requests"], stp["figures"]["own_errors"]) == (12, 1)
+
+
+# --- fix item 2: the pre-deploy baseline is recorded only from a judged rate ----------------
+
+@pytest.mark.parametrize("window, baseline", [
+    ({"requests": 5, "errors": 1, "status": {}, "label": "w"}, None),          # 20 %, not judged: no baseline
+    ({"requests": 104, "errors": 20, "status": {}, "label": "w"}, 19.2308),
+    ({"requests": 500, "errors": 0, "status": {}, "label": "w"}, 0.0),        # 0 % judged is a baseline
+])
+def test_the_step_names_the_rate_a_release_may_record_as_its_baseline(window, baseline):
+    figures = _errors_step(window)["figures"]
+    assert figures["judged_rate_percent"] == baseline
+
+
+def test_the_release_records_the_judged_rate_with_its_counts():
+    import yaml  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+    from tests.helpers import REPO  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(REPO, "roles", "release", "tasks", "main.yml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)[0]["runbook_state"]["data"]
+    assert "judged_rate_percent" in data["error_rate_baseline"] and "error_rate_percent" not in data["error_rate_baseline"]
+    assert {"baseline_judged", "baseline_errors", "baseline_requests", "baseline_note"} <= set(data)
+
+
+def test_without_a_judged_baseline_the_smoke_test_says_so():
+    note = "1 error in 5 requests: too few to judge, below the minimums of 5 errors and 100 requests"
+    stp = steps.smoke_step({"session_id": "s1", "ended": True}, 30.0, None, {"baseline_note": note})
+    assert stp["status"] == "ok"
+    assert ("error rate 30 %% against no judged baseline (%s): the regression check against it cannot run; "
+            "the post-deploy rate is judged on its own thresholds" % note) in stp["summary"]
+    stp = steps.smoke_step({"session_id": "s1", "ended": True}, 3.0, 0.0, {})
+    assert stp["status"] == "critical" and "above the pre-deploy baseline of 0 %" in stp["problems"][0]
+
