@@ -408,3 +408,26 @@ def test_without_a_judged_baseline_the_smoke_test_says_so():
     stp = steps.smoke_step({"session_id": "s1", "ended": True}, 3.0, 0.0, {})
     assert stp["status"] == "critical" and "above the pre-deploy baseline of 0 %" in stp["problems"][0]
 
+
+# --- fix item 4: the incident is classified from the health step's decided severity ----------
+
+@pytest.mark.parametrize("error, kind, severity", [
+    ({"kind": "rate_limited", "endpoint": "/health", "reason": "HTTP 429", "reset_s": 42}, "health", "medium"),
+    ({"kind": "redirect", "endpoint": "/health", "reason": "redirects to another origin https://elsewhere.example"},
+     "health", "high"),
+    ({"kind": "connection", "endpoint": "/health", "reason": "connection refused"}, "service_down", "critical"),
+])
+def test_a_health_step_that_answers_is_not_service_down(error, kind, severity):
+    health, _state = steps.health_step({"error": error}, {})
+    findings, worst = steps.classify_incident({"health": health})
+    assert [(f["type"], f["severity"]) for f in findings] == [(kind, severity)] and worst == severity
+    assert (findings[0]["suggested"] == "restart") is (kind == "service_down")
+
+
+def test_a_commit_mismatch_is_high_not_service_down():
+    reading = {"health": {"status": "ok", "timestamp": None, "uptime_s": 100.0, "version": "1", "commit": "abc1234"},
+               "error": None, "response_ms": 2.0}
+    health, _state = steps.health_step(reading, {"expected_commit": "def5678"})
+    assert health["status"] == "critical" and health["severity"] == "high"
+    findings, _worst = steps.classify_incident({"health": health})
+    assert [(f["type"], f["severity"]) for f in findings] == [("health", "high")]
