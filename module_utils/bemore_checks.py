@@ -377,11 +377,17 @@ def run_session(client, body, end_timeout=60.0):
     The backend takes about 30 seconds to end a session (it writes the
     session's report then), so the end has its own, longer timeout and is
     never retried: a second end would write a second report.
+    A start refused by the rate limiter (HTTP 429: POSTs are limited to 300
+    per 10 minutes per address) tested nothing: it is returned as
+    ``rate_limited`` ({reset_s, reason}), not as a failed start.
     """
     try:
         _resp, parsed = client.post_json(ENDPOINTS["session_start"], body)
         session = parse_session_start(parsed)
     except ApiError as exc:
+        if exc.kind == "rate_limited":
+            return {"session_id": None, "ended": False, "error": None, "end_error": None,
+                    "rate_limited": {"reset_s": exc.reset_s, "reason": exc.reason}}
         return {"session_id": None, "ended": False, "error": str(exc), "end_error": None}
     out = {"session_id": session["session_id"], "ended": False, "error": None, "end_error": None}
     ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers,

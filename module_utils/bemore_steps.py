@@ -852,7 +852,12 @@ def smoke_step(session, window_rate, baseline, cfg):
     name = "smoke_test"
     problems = []
     judged = cfg.get("rate_judged", True) is not False
-    if session.get("error"):
+    limited = session.get("rate_limited")
+    if limited:
+        reset = limited.get("reset_s")
+        problems.append("session start not tested: rate limited (HTTP 429, %s)" % (
+            "resets in %d s" % reset if reset is not None else "no reset time announced"))
+    elif session.get("error"):
         problems.append("POST /api/session/start failed: %s" % session["error"])
     elif session.get("end_error"):
         problems.append("the test session %s could not be ended: %s" % (session.get("session_id"), session["end_error"]))
@@ -860,17 +865,23 @@ def smoke_step(session, window_rate, baseline, cfg):
     if judged and baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
         problems.append("error rate %s %% is above the pre-deploy baseline of %s %%" % (_fmt(window_rate, 3), _fmt(float(baseline), 3)))
     summary = "session start %s, end %s; error rate %s %% against %s" % (
-        "skipped (check mode)" if session.get("skipped") else ("FAILED" if session.get("error") else "ok"),
-        "skipped" if session.get("skipped") or session.get("error") else ("FAILED" if session.get("end_error") else "ok"),
+        "skipped (check mode)" if session.get("skipped") else (
+            problems[0].replace("session start ", "", 1) if limited else ("FAILED" if session.get("error") else "ok")),
+        "skipped" if session.get("skipped") or session.get("error") or limited else ("FAILED" if session.get("end_error") else "ok"),
         _fmt(window_rate, 3), "a baseline of %s %%" % _fmt(baseline, 3) if baseline is not None else "no judged baseline")
     if baseline is None:
         summary += " (%s): the regression check against it cannot run; the post-deploy rate is judged on its own thresholds" % (
             cfg.get("baseline_note") or "none was recorded before the deploy")
     if not judged and window_rate is not None:
         summary += "; not compared: %s" % (cfg.get("rate_note") or "too few requests or errors to judge")
-    status, severity = ("critical", "high") if problems else ("ok", "none")
+    if problems[1 if limited else 0:]:
+        status, severity = "critical", "high"
+    elif limited:
+        status, severity = "warning", "medium"
+    else:
+        status, severity = "ok", "none"
     return step(name, status, severity, summary,
-                {"session_id": session.get("session_id"), "ended": session.get("ended"),
+                {"session_id": session.get("session_id"), "ended": session.get("ended"), "rate_limited": bool(limited),
                  "error_rate_percent": window_rate, "baseline_percent": baseline}, problems)
 
 

@@ -431,3 +431,44 @@ def test_a_commit_mismatch_is_high_not_service_down():
     assert health["status"] == "critical" and health["severity"] == "high"
     findings, _worst = steps.classify_incident({"health": health})
     assert [(f["type"], f["severity"]) for f in findings] == [("health", "high")]
+
+
+# --- fix item 5: a rate-limited session start tested nothing; it did not fail -------------
+
+def test_a_rate_limited_session_start_is_not_tested_not_failed(sim_factory):
+    from tests.unit.test_http_client import spend_quota  # pylint: disable=import-outside-toplevel
+    sim = sim_factory(extra=["--rate-limit", "3", "--rate-window", "600"])
+    spend_quota(sim, 3)
+    session = bemore_checks.run_session(bemore_api.Client(sim.url, timeout=3, retries=0), {"userId": "t", "counselorId": "t"}, 5)
+    assert session["error"] is None and session["session_id"] is None
+    reset = session["rate_limited"]["reset_s"]
+    assert 500 < reset <= 600
+    stp = steps.smoke_step(session, 0.0, 0.0, {})
+    assert (stp["status"], stp["severity"]) == ("warning", "medium"), stp
+    assert stp["problems"] == ["session start not tested: rate limited (HTTP 429, resets in %d s)" % reset]
+    assert stp["summary"].startswith("session start not tested: rate limited (HTTP 429, resets in %d s), end skipped" % reset)
+    assert "FAILED" not in stp["summary"]
+
+
+def test_a_rate_limited_start_with_a_regression_is_still_critical():
+    session = {"session_id": None, "ended": False, "error": None, "end_error": None, "rate_limited": {"reset_s": 30}}
+    stp = steps.smoke_step(session, 3.0, 0.0, {})
+    assert (stp["status"], stp["severity"]) == ("critical", "high")
+    assert stp["problems"][1].startswith("error rate 3 % is above the pre-deploy baseline")
+
+
+class _Refused:
+    base_url, headers, validate_certs = "http://127.0.0.1:9", {}, True
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def post_json(self, path, body):
+        raise bemore_api.ApiError(path, "HTTP 429" if self.kind == "rate_limited" else "HTTP 500", 429, self.kind, 12)
+
+
+def test_only_a_429_is_rate_limited_at_unit_level():
+    assert bemore_checks.run_session(_Refused("rate_limited"), {})["rate_limited"] == {"reset_s": 12, "reason": "HTTP 429"}
+    failed = bemore_checks.run_session(_Refused("http"), {})
+    assert failed["error"] and "rate_limited" not in failed
+    assert steps.smoke_step(failed, 0.0, 0.0, {})["status"] == "critical"
