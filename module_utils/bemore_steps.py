@@ -654,7 +654,8 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
                 problems.append("the app's cleanup service reports %d errors" % service["errors"])
     if folder is not None:
         figures.update(folder_mb=round(folder["bytes"] / MB, 2), folder_files=folder["files"])
-        over = folder["bytes"] - figures["cap_mb"] * MB
+        # A cap of 0 disables the cap (the spec: TEMP_FILE_MAX_SIZE_MB=0): there is nothing to be over.
+        over = folder["bytes"] - figures["cap_mb"] * MB if figures["cap_mb"] and figures["cap_mb"] > 0 else 0
         figures["over_cap_bytes"] = int(max(over, 0))
         if over > 0 and cleanup is None:
             # The app's service keeps the folder under the cap at each check;

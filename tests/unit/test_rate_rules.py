@@ -472,3 +472,14 @@ def test_only_a_429_is_rate_limited_at_unit_level():
     failed = bemore_checks.run_session(_Refused("http"), {})
     assert failed["error"] and "rate_limited" not in failed
     assert steps.smoke_step(failed, 0.0, 0.0, {})["status"] == "critical"
+
+
+# --- fix item 6: a cap of 0 disables the cap ----------------------------------------------
+
+def test_a_cap_of_zero_disables_the_over_cap_check():
+    folder = {"bytes": int(3.86 * 1048576), "files": 25}
+    stp = steps.tmp_cleanup_step(dict(CLEAN_CFG, max_size_mb=0), SERVICE, None, folder, None, 3600, _now())
+    assert stp["status"] == "ok" and stp["figures"]["over_cap_bytes"] == 0, stp
+    assert not any("cap" in p for p in stp["problems"])
+    stp = steps.tmp_cleanup_step(dict(CLEAN_CFG, max_size_mb=1), SERVICE, None, folder, None, 3600, _now())
+    assert stp["status"] == "warning" and "over the 1 MB cap" in stp["problems"][0]
