@@ -232,10 +232,14 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
         elif role == "tmp_cleanup":
             service, service_error = _reading(api, "cleanup")
             folder = readings.get("tmp_folder")
+            folder_error = None
             if folder and folder.get("error"):
-                folder = None
+                folder, folder_error = None, folder["error"]
             cleanup = (results or {}).get("tmp_cleanup")
             stp = tmp_cleanup_step(cfg[role], service, service_error, folder, cleanup, uptime, now, check_mode)
+            if folder_error:
+                # A temp folder that could not be read (permission denied, ...) is named, never read as nothing.
+                name_unread(stp, "the temp folder", folder_error, "medium")
         elif role == "performance_check":
             latency = (api or {}).get("latency")
             process = readings.get("process")

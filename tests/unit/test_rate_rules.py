@@ -483,3 +483,19 @@ def test_a_cap_of_zero_disables_the_over_cap_check():
     assert not any("cap" in p for p in stp["problems"])
     stp = steps.tmp_cleanup_step(dict(CLEAN_CFG, max_size_mb=1), SERVICE, None, folder, None, 3600, _now())
     assert stp["status"] == "warning" and "over the 1 MB cap" in stp["problems"][0]
+
+
+# --- fix item 7: a temp folder that could not be read is named -----------------------------
+
+def test_an_unreadable_temp_folder_is_named_at_medium():
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    module = load_module("bemore_checks")
+    inputs = {"bemore_base_url": "http://127.0.0.1:9", "bemore_log_source": "none"}
+    plan = build_plan("api1", inputs, {"tmp_cleanup": {}}, ["tmp_cleanup"])
+    api = {"health": HEALTH, "cleanup": {"data": SERVICE, "error": None, "rate": None}}
+    reason = "cannot read /srv/app/tmp: permission denied"
+    found, _state = module.decide(plan, api, {"tmp_folder": {"error": reason}}, {}, {}, NOW)
+    stp = found[0]
+    assert stp["step"] == "tmp_cleanup" and stp["figures"]["unread"] == {"the temp folder": reason}, stp
+    assert stp["status"] == "warning" and stp["severity"] == "medium"
+    assert "could not use the temp folder: " + reason in stp["summary"]
