@@ -52,11 +52,12 @@ def test_own_access_lines_and_the_probes_cors_error_are_left_out_and_counted_apa
     tally = bemore_logs.Tally()
     tally.feed(b"\n".join(lines) + b"\n")
     window = tally.window()
-    assert window["requests"] == 3 and window["own_requests"] == 4
-    assert window["status"] == {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 1}
+    # The runbook's own 503 counts: a 5xx is a backend failure whoever asked.
+    assert window["requests"] == 4 and window["own_requests"] == 3
+    assert window["status"] == {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 2}
     assert window["errors"] == 3 and window["own_errors"] == 1
     result = tally.result(10)
-    assert result["own_requests"] == 4 and result["own_errors"] == 1
+    assert result["own_requests"] == 3 and result["own_errors"] == 1
     assert result["status_other"] == 0 and result["levels"]["ERROR"] == 3
 
 
@@ -499,3 +500,51 @@ def test_an_unreadable_temp_folder_is_named_at_medium():
     assert stp["step"] == "tmp_cleanup" and stp["figures"]["unread"] == {"the temp folder": reason}, stp
     assert stp["status"] == "warning" and stp["severity"] == "medium"
     assert "could not use the temp folder: " + reason in stp["summary"]
+
+
+# --- fix item 8: the probe's error line is matched by its exact, configured origin ----------
+
+def test_a_look_alike_probe_origin_is_counted():
+    lines = [error_line("CORS policy: Origin https://bemore-runbook-probe.invalid is not allowed"),
+             error_line("CORS policy: Origin https://bemore-runbook-probe.evil.com is not allowed"),
+             error_line("CORS policy: Origin https://bemore-runbook-probe.invalid.evil.com is not allowed"),
+             error_line("CORS policy: Origin http://bemore-runbook-probe.invalid is not allowed")]
+    tally = bemore_logs.Tally()
+    tally.feed(b"\n".join(lines) + b"\n")
+    assert (tally.errors, tally.own_errors) == (3, 1)
+
+
+def test_the_configured_probe_origin_is_the_one_left_out(tmp_path):
+    mine = "https://be-more-frontend-evil.vercel.app"
+    log = tmp_path / "app.log"
+    log.write_bytes(error_line("CORS policy: Origin %s is not allowed" % mine) + b"\n"
+                    + error_line("CORS policy: Origin https://bemore-runbook-probe.invalid is not allowed") + b"\n"
+                    + error_line("CORS policy: Origin %s.evil.com is not allowed" % mine) + b"\n")
+    result = bemore_logs.scan_files([str(log)], {}, now=NOW, probe_origin=mine)
+    assert (result["errors"], result["own_errors"]) == (2, 1)
+
+
+def test_the_plan_passes_the_probe_origin_to_the_log_reading():
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    inputs = {"bemore_base_url": "http://127.0.0.1:9", "bemore_log_source": "file", "bemore_log_files": ["/var/log/app.log"]}
+    roles_cfg = {"error_monitoring": {}, "api_security": {"api_security_foreign_origin": "https://probe.example"}}
+    plan = build_plan("api1", inputs, roles_cfg, ["error_monitoring", "api_security"])
+    assert plan["host_plan"]["log"]["probe_origin"] == "https://probe.example"
+    plan = build_plan("api1", inputs, {"error_monitoring": {}}, ["error_monitoring"])
+    assert plan["host_plan"]["log"]["probe_origin"] is None
+
+
+# --- fix item 9: a spoofed runbook prefix does not hide a 5xx storm --------------------------
+
+def test_a_5xx_storm_with_a_spoofed_prefix_counts_in_the_5xx_fallback():
+    lines = [b"GET /api/x 500 20 - 3.0 ms reqId=" + OWN.encode() + b"spoof%d" % i for i in range(30)]
+    lines += [b"GET /api/y 200 20 - 3.0 ms reqId=5c1a0d62-0b3e-4b8e-9d0c-6f1e2b3a4c%02d" % i for i in range(70)]
+    lines += [b"GET /health 200 95 - 1.2 ms reqId=" + OWN.encode() + b"own%d" % i for i in range(5)]
+    tally = bemore_logs.Tally()
+    tally.feed(b"\n".join(lines) + b"\n")
+    window = dict(tally.window(), label="w")
+    assert window["requests"] == 100 and window["own_requests"] == 5 and window["errors"] == 0
+    assert window["status"]["5xx"] == 30 and window["status"]["2xx"] == 70
+    assert steps.log_error_rate(window) == (30.0, 30, 100)
+    stp, _state = steps.error_step(STATS, None, window, RATES, {}, NOW)
+    assert stp["severity"] == "high" and stp["figures"]["window_own_requests"] == 5
