@@ -154,9 +154,9 @@ def own_errors_caused(previous, cors, now):
     """
     pending = [e for e in (previous or {}).get("own_errors") or [] if isinstance(e, dict)]
     mine = None
-    if cors and cors.get("foreign_status") is not None and not cors.get("foreign_allowed") \
-            and int(cors["foreign_status"]) >= 400:
-        # The backend's error handler refused the origin: one UNKNOWN error in its counters.
+    if cors and cors.get("foreign_refused_by_backend") and not cors.get("foreign_allowed"):
+        # The backend's error handler refused the origin (HTTP 400 with its JSON error body): one UNKNOWN error
+        # in its counters. Any other refusal (a proxy's or WAF's 403) never reached the backend: nothing to subtract.
         mine = {"ts": round(now, 1), "count": 1, "type": "UNKNOWN", "what": "CORS probe from a foreign origin"}
     caused = {}
     for entry in pending:

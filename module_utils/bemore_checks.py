@@ -21,6 +21,7 @@ Nothing here judges a reading; bemore_steps does.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import socket
 import ssl
@@ -172,9 +173,25 @@ def read_cors(client, path, frontend, foreign):
                                        % (origin, resp.status, allowed))
         else:
             out["foreign_allowed"] = allowed == origin
+            # Only the backend's own refusal (HTTP 400 with its JSON error body) is an error in its counters;
+            # a proxy's or WAF's 403 never reached it and logged nothing there.
+            out["foreign_refused_by_backend"] = _backend_cors_refusal(resp)
             if allowed == origin:
                 out["problems"].append("the API also allows the foreign origin %s" % origin)
     return out
+
+
+def _backend_cors_refusal(resp):
+    """Whether a preflight's answer is the backend's own CORS refusal: HTTP 400 with its JSON error body
+    ({"success": false, "error": {"message": "CORS policy: ..."}}), the one that adds an error to its counters."""
+    if resp.status != 400:
+        return False
+    try:
+        body = json.loads(resp.raw.decode("utf-8")) if resp.raw else None
+    except (UnicodeDecodeError, ValueError):
+        return False
+    error = body.get("error") if isinstance(body, dict) and body.get("success") is False else None
+    return isinstance(error, dict) and str(error.get("message") or "").startswith("CORS policy")
 
 
 def probe_rate_limit(client, path, max_requests, stop_at_remaining=0):

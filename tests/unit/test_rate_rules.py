@@ -93,7 +93,7 @@ def test_the_probes_known_errors_are_subtracted_from_the_counters_change():
 
 def test_a_refused_probe_waits_in_the_state_until_a_reading_of_the_counters_subtracts_it():
     module = load_module("bemore_checks")
-    cors = {"foreign_status": 400, "foreign_allowed": False}
+    cors = {"foreign_status": 400, "foreign_allowed": False, "foreign_refused_by_backend": True}
     caused, pending, mine = module.own_errors_caused({}, cors, NOW)
     assert caused == {} and pending == [] and mine["count"] == 1 and mine["type"] == "UNKNOWN"
     caused, pending, _mine = module.own_errors_caused({"own_errors": [mine]}, None, NOW + 60)
@@ -548,3 +548,42 @@ def test_a_5xx_storm_with_a_spoofed_prefix_counts_in_the_5xx_fallback():
     assert steps.log_error_rate(window) == (30.0, 30, 100)
     stp, _state = steps.error_step(STATS, None, window, RATES, {}, NOW)
     assert stp["severity"] == "high" and stp["figures"]["window_own_requests"] == 5
+
+
+# --- fix item 10: only the backend's own refusal of the probe is subtracted -----------------
+
+class _Answer:
+    def __init__(self, status, raw, headers=None):
+        self.status, self.raw, self.headers = status, raw, headers or {}
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+class _Preflight:
+    def __init__(self, foreign):
+        self.foreign = foreign
+
+    def request(self, method, path, extra_headers=None, **_kw):
+        if extra_headers["Origin"] == "https://app.example":
+            return _Answer(204, b"", {"Access-Control-Allow-Origin": "https://app.example"})
+        return self.foreign
+
+
+BACKEND_REFUSAL = (b'{"success":false,"error":{"type":"UNKNOWN","message":"CORS policy: Origin '
+                   b'https://bemore-runbook-probe.invalid is not allowed","code":"UNKNOWN"}}')
+
+
+@pytest.mark.parametrize("answer, subtracted", [
+    (_Answer(400, BACKEND_REFUSAL), True),                      # the backend's own refusal: one error in its counters
+    (_Answer(403, b"<html>Forbidden by the WAF</html>"), False),  # a proxy/WAF: the backend logged nothing
+    (_Answer(400, b"Bad Request"), False),                      # a 400 that is not the backend's JSON error body
+    (_Answer(403, BACKEND_REFUSAL), False),
+])
+def test_only_the_backends_own_refusal_of_the_probe_is_subtracted(answer, subtracted):
+    module = load_module("bemore_checks")
+    cors = bemore_checks.read_cors(_Preflight(answer), "/api/session/start", "https://app.example",
+                                   "https://bemore-runbook-probe.invalid")
+    assert cors["foreign_allowed"] is False and cors["foreign_refused_by_backend"] is subtracted
+    mine = module.own_errors_caused({}, cors, NOW)[2]
+    assert (mine is not None) is subtracted
