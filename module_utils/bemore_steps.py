@@ -950,6 +950,28 @@ def classify_incident(checked):
     return found, worst_severity([f["severity"] for f in found])
 
 
+def incident_outcome(findings, severity, actions, check_mode=False):
+    """(status, resolved) of an incident from its findings and the mitigations done.
+
+    ``resolved``: at least one mitigation was done (not in check mode) and
+    the re-check after the last one found the service healthy and its
+    errors resolved (recheck_errors). ``status``: ok without findings; a
+    warning when resolved (the follow-up, root cause and 24-hour watch, is
+    still open) or when the incident's severity is low or medium; critical
+    otherwise.
+    """
+    actions = [a for a in (actions or []) if isinstance(a, dict)]
+    last = actions[-1] if actions else {}
+    resolved = bool(actions) and not check_mode and last.get("healthy_after") is True and last.get("errors_resolved") is True
+    if not findings:
+        status = "ok"
+    elif resolved or severity in ("low", "medium"):
+        status = "warning"
+    else:
+        status = "critical"
+    return status, resolved
+
+
 def recheck_errors(window, verdict, cfg):
     """The error rate after a mitigation, judged like the step's (judge_rate), and whether it is resolved.
 

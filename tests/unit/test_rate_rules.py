@@ -587,3 +587,42 @@ def test_only_the_backends_own_refusal_of_the_probe_is_subtracted(answer, subtra
     assert cors["foreign_allowed"] is False and cors["foreign_refused_by_backend"] is subtracted
     mine = module.own_errors_caused({}, cors, NOW)[2]
     assert (mine is not None) is subtracted
+
+
+# --- fix item 12: the incident's status and "resolved" are decided in Python ----------------
+
+FOUND_HIGH = [{"type": "high_error_rate", "severity": "high", "evidence": "e", "suggested": "s"}]
+DONE_OK = {"action": "restart", "done": True, "healthy_after": True, "errors_resolved": True}
+
+
+@pytest.mark.parametrize("findings, severity, actions, check_mode, status, resolved", [
+    ([], "none", [], False, "ok", False),
+    (FOUND_HIGH, "high", [], False, "critical", False),
+    (FOUND_HIGH, "medium", [], False, "warning", False),
+    (FOUND_HIGH, "low", [], False, "warning", False),
+    (FOUND_HIGH, "critical", [DONE_OK], False, "warning", True),                  # mitigated: the follow-up stays open
+    (FOUND_HIGH, "critical", [DONE_OK], True, "critical", False),                 # check mode: nothing was done
+    (FOUND_HIGH, "high", [dict(DONE_OK, errors_resolved=False)], False, "critical", False),
+    (FOUND_HIGH, "high", [dict(DONE_OK, healthy_after=False)], False, "critical", False),
+    (FOUND_HIGH, "high", [dict(DONE_OK, healthy_after=False), DONE_OK], False, "warning", True),  # the last one counts
+    (FOUND_HIGH, "high", [DONE_OK, dict(DONE_OK, errors_resolved=False)], False, "critical", False),
+])
+def test_the_incidents_outcome(findings, severity, actions, check_mode, status, resolved):
+    assert steps.incident_outcome(findings, severity, actions, check_mode) == (status, resolved)
+
+
+def test_the_incident_module_returns_the_outcome(run_module):
+    result = run_module("bemore_incident", {"outcome": {"findings": FOUND_HIGH, "severity": "high",
+                                                        "actions": [dict(DONE_OK, healthy_after="True")], "check_mode": "False"}})
+    assert result["outcome"] == {"status": "warning", "resolved": True}
+    result = run_module("bemore_incident", {"outcome": {"findings": [], "severity": "none", "actions": [], "check_mode": False}})
+    assert result["outcome"] == {"status": "ok", "resolved": False}
+
+
+def test_the_record_only_passes_the_decision():
+    import os  # pylint: disable=import-outside-toplevel
+    from tests.helpers import REPO  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(REPO, "roles", "incident_response", "tasks", "record.yml"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert "__incident_response_outcome.outcome.status" in text and "__incident_response_outcome.outcome.resolved" in text
+    assert "'critical'" not in text and "'warning'" not in text
