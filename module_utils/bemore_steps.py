@@ -901,8 +901,8 @@ def classify_incident(checked):
     finding           when                                        severity
     ================  ==========================================  ========
     service_down      health's decided severity is critical       critical
-    health            health's severity is high / medium (a       high / medium
-                      redirect, a 429: it answers; no restart)
+    health_unknown    health answers but was not read (a          high / medium
+                      redirect: high; a 429: medium); no restart
     high_error_rate   the judged error rate is high (> 5 %)       high
     high_error_rate   the judged rate is medium (> 1 %), or the   medium
                       backend calls itself unhealthy
@@ -920,16 +920,15 @@ def classify_incident(checked):
     if health_severity == "critical":
         found.append({"type": "service_down", "severity": "critical", "evidence": health.get("summary"),
                       "suggested": "restart"})
-    elif health_severity in ("high", "medium"):
-        # It answers (a redirect to another origin, a 429, a commit that does not match, a restart): not down, no restart.
-        health_figures = health.get("figures") or {}
-        if health_figures.get("rate_limited"):
+    elif (health.get("figures") or {}).get("state") == "unknown" and health_severity in ("high", "medium"):
+        # It answers, but its health could not be read (a redirect to another origin: high; a 429: medium):
+        # not down, and no restart.
+        if (health.get("figures") or {}).get("rate_limited"):
             suggested = "wait for the rate limit to reset and re-check; the service answers, do not restart it"
-        elif health_figures.get("redirected"):
-            suggested = "check what redirects the base URL to another origin (proxy, DNS); do not restart the service"
         else:
-            suggested = "review the health step's findings"
-        found.append({"type": "health", "severity": health_severity, "evidence": health.get("summary"), "suggested": suggested})
+            suggested = "check what redirects the base URL to another origin (proxy, DNS); do not restart the service"
+        found.append({"type": "health_unknown", "severity": health_severity, "evidence": health.get("summary"),
+                      "suggested": suggested})
     errors = checked.get("error_monitoring") or {}
     figures = errors.get("figures") or {}
     rate_severity = figures.get("rate_severity", "none")
