@@ -154,9 +154,9 @@ def own_errors_caused(previous, cors, now):
     """
     pending = [e for e in (previous or {}).get("own_errors") or [] if isinstance(e, dict)]
     mine = None
-    if cors and cors.get("foreign_status") is not None and not cors.get("foreign_allowed") \
-            and int(cors["foreign_status"]) >= 400:
-        # The backend's error handler refused the origin: one UNKNOWN error in its counters.
+    if cors and cors.get("foreign_refused_by_backend") and not cors.get("foreign_allowed"):
+        # The backend's error handler refused the origin (HTTP 400 with its JSON error body): one UNKNOWN error
+        # in its counters. Any other refusal (a proxy's or WAF's 403) never reached the backend: nothing to subtract.
         mine = {"ts": round(now, 1), "count": 1, "type": "UNKNOWN", "what": "CORS probe from a foreign origin"}
     caused = {}
     for entry in pending:
@@ -232,10 +232,14 @@ def decide(plan, api, readings, previous, results, now, check_mode=False):
         elif role == "tmp_cleanup":
             service, service_error = _reading(api, "cleanup")
             folder = readings.get("tmp_folder")
+            folder_error = None
             if folder and folder.get("error"):
-                folder = None
+                folder, folder_error = None, folder["error"]
             cleanup = (results or {}).get("tmp_cleanup")
             stp = tmp_cleanup_step(cfg[role], service, service_error, folder, cleanup, uptime, now, check_mode)
+            if folder_error:
+                # A temp folder that could not be read (permission denied, ...) is named, never read as nothing.
+                name_unread(stp, "the temp folder", folder_error, "medium")
         elif role == "performance_check":
             latency = (api or {}).get("latency")
             process = readings.get("process")

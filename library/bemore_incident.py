@@ -31,6 +31,12 @@ options:
     description:
       - "Judge a re-check instead of classifying: C({log: log_scan result or null, verdict: the backend's status or null})."
     type: dict
+  outcome:
+    description:
+      - "Decide the incident's status and whether it is resolved instead of classifying (C(incident_outcome)):
+        C({findings: the classification, severity: its worst severity, actions: the mitigations with their re-checks,
+        check_mode: whether the run is in check mode})."
+    type: dict
   error_monitoring:
     description:
       - "The error-monitoring options the rate is judged with, without their prefix (C(warning_rate), C(critical_rate),
@@ -81,16 +87,22 @@ severity:
   returned: when I(recheck) is not given
   type: str
   sample: high
+outcome:
+  description: The incident's status and whether it is resolved (with I(outcome)).
+  returned: when I(outcome) is given
+  type: dict
+  sample: {"status": "warning", "resolved": true}
 recheck:
   description: The error rate after a mitigation, whether it was judged (and why not), and whether the errors are resolved.
   returned: when I(recheck) is given
   type: dict
   sample: {"error_rate_after": 0.0, "errors": 0, "requests": 3, "judged": false,
-           "note": "0 errors in 3 requests: too few requests to judge, below the minimum of 20", "errors_resolved": true}
+           "note": "0 errors in 3 requests: too few to judge, below the minimums of 5 errors and 100 requests", "errors_resolved": true}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_steps import classify_incident, recheck_errors
+from ansible.module_utils.bemore_steps import classify_incident, incident_outcome, recheck_errors
+from ansible.module_utils.parsing.convert_bool import boolean
 
 
 def main():
@@ -98,6 +110,7 @@ def main():
         argument_spec=dict(
             checked=dict(type="dict", default={}),
             recheck=dict(type="dict"),
+            outcome=dict(type="dict"),
             error_monitoring=dict(type="dict", default={}),
             error_high=dict(type="float"),
             error_medium=dict(type="float"),
@@ -110,6 +123,18 @@ def main():
             module.deprecate("incident_response_%s is ignored: the incident is classified from the error-monitoring step's "
                              "decided severity; set %s instead" % (old, new), version="3.0.0")
     cfg = dict((k, v) for k, v in p["error_monitoring"].items() if v is not None)
+    if p["outcome"] is not None:
+        out = p["outcome"]
+        actions = []
+        for action in out.get("actions") or []:
+            if isinstance(action, dict):
+                action = dict(action)
+                for key in ("healthy_after", "errors_resolved"):
+                    action[key] = boolean(action.get(key), strict=False)
+                actions.append(action)
+        status, resolved = incident_outcome(out.get("findings") or [], out.get("severity") or "none", actions,
+                                            boolean(out.get("check_mode"), strict=False))
+        module.exit_json(changed=False, outcome={"status": status, "resolved": resolved})
     if p["recheck"] is not None:
         log = p["recheck"].get("log")
         window = None

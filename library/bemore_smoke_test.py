@@ -42,6 +42,11 @@ options:
   baseline:
     description: The error rate in percent recorded before the deployment; null when none was recorded. C(0) is a baseline of 0 %.
     type: float
+  baseline_note:
+    description:
+      - Why there is no judged baseline (the pre-deploy rate was not judged, with its counts and the minimum sample), shown in the
+        summary when I(baseline) is null.
+    type: str
   error_margin:
     description: Percentage points the rate may exceed the baseline by.
     type: float
@@ -103,6 +108,7 @@ def main():
             error_rate_judged=dict(type="bool", default=True),
             error_rate_note=dict(type="str"),
             baseline=dict(type="float"),
+            baseline_note=dict(type="str"),
             error_margin=dict(type="float", default=0.5),
         ),
         supports_check_mode=True,
@@ -120,7 +126,8 @@ def main():
         session = run_session(client, p["body"], p["end_timeout"])
     stp = smoke_step(session, p["error_rate"], p["baseline"], {"error_margin": p["error_margin"],
                                                                "rate_judged": p["error_rate_judged"],
-                                                               "rate_note": p["error_rate_note"]})
+                                                               "rate_note": p["error_rate_note"],
+                                                               "baseline_note": p["baseline_note"]})
     # The session is probe traffic, started and ended again: nothing on a host changed.
     module.exit_json(changed=False, step=stp, session=session)
 

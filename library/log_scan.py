@@ -90,6 +90,12 @@ options:
     description: Number of signatures in RV(top_signatures).
     type: int
     default: 10
+  probe_origin:
+    description:
+      - The runbook's CORS probe origin (C(api_security_foreign_origin)). The backend's error line refusing exactly this
+        origin is left out of the errors and counted apart; an origin that only starts alike is counted.
+      - Null is the runbook's default probe origin C(https://bemore-runbook-probe.invalid).
+    type: str
 extends_documentation_fragment:
   - bemore_attributes.readonly
 notes:
@@ -290,6 +296,7 @@ def main():
             error_pattern=dict(type="str"),
             warn_pattern=dict(type="str"),
             top=dict(type="int", default=10),
+            probe_origin=dict(type="str"),
         ),
         # Not required_one_of: files defaults to [], so only the check below sees an empty pair.
         mutually_exclusive=[("files", "journal_unit")],
@@ -318,10 +325,11 @@ def main():
         journalctl = module.get_bin_path("journalctl") or "journalctl"
         result = scan_journal(p["journal_unit"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
                               window_s=p["window_s"], known_signatures=p["known_signatures"], top=p["top"],
-                              journalctl=journalctl, now=clock_now())
+                              journalctl=journalctl, now=clock_now(), probe_origin=p["probe_origin"])
     else:
         result = scan_files(p["files"], p["position"], first_run=p["first_run"], budget_s=p["budget_s"],
-                            known_signatures=p["known_signatures"], top=p["top"], now=clock_now())
+                            known_signatures=p["known_signatures"], top=p["top"], now=clock_now(),
+                            probe_origin=p["probe_origin"])
     result["error_rate"] = log_error_rate(result.get("window") or result)[0]
     result["lines_read"] = result["lines"]
     result["counts"] = {"error": result["errors"], "warn": result["levels"]["WARN"]}

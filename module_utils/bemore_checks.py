@@ -21,6 +21,7 @@ Nothing here judges a reading; bemore_steps does.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import socket
 import ssl
@@ -172,9 +173,25 @@ def read_cors(client, path, frontend, foreign):
                                        % (origin, resp.status, allowed))
         else:
             out["foreign_allowed"] = allowed == origin
+            # Only the backend's own refusal (HTTP 400 with its JSON error body) is an error in its counters;
+            # a proxy's or WAF's 403 never reached it and logged nothing there.
+            out["foreign_refused_by_backend"] = _backend_cors_refusal(resp)
             if allowed == origin:
                 out["problems"].append("the API also allows the foreign origin %s" % origin)
     return out
+
+
+def _backend_cors_refusal(resp):
+    """Whether a preflight's answer is the backend's own CORS refusal: HTTP 400 with its JSON error body
+    ({"success": false, "error": {"message": "CORS policy: ..."}}), the one that adds an error to its counters."""
+    if resp.status != 400:
+        return False
+    try:
+        body = json.loads(resp.raw.decode("utf-8")) if resp.raw else None
+    except (UnicodeDecodeError, ValueError):
+        return False
+    error = body.get("error") if isinstance(body, dict) and body.get("success") is False else None
+    return isinstance(error, dict) and str(error.get("message") or "").startswith("CORS policy")
 
 
 def probe_rate_limit(client, path, max_requests, stop_at_remaining=0):
@@ -392,11 +409,17 @@ def run_session(client, body, end_timeout=60.0):
     The backend takes about 30 seconds to end a session (it writes the
     session's report then), so the end has its own, longer timeout and is
     never retried: a second end would write a second report.
+    A start refused by the rate limiter (HTTP 429: POSTs are limited to 300
+    per 10 minutes per address) tested nothing: it is returned as
+    ``rate_limited`` ({reset_s, reason}), not as a failed start.
     """
     try:
         _resp, parsed = client.post_json(ENDPOINTS["session_start"], body)
         session = parse_session_start(parsed)
     except ApiError as exc:
+        if exc.kind == "rate_limited":
+            return {"session_id": None, "ended": False, "error": None, "end_error": None,
+                    "rate_limited": {"reset_s": exc.reset_s, "reason": exc.reason}}
         return {"session_id": None, "ended": False, "error": str(exc), "end_error": None}
     out = {"session_id": session["session_id"], "ended": False, "error": None, "end_error": None}
     ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers,

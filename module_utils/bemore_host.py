@@ -158,9 +158,10 @@ def read_log(cfg, position, now=None):
     budget = float(cfg.get("budget_s", 60))
     if cfg.get("source") == "journal":
         return bemore_logs.scan_journal(cfg["unit"], position or {}, first_run=cfg.get("first_run", "start"),
-                                        budget_s=budget, window_s=int(cfg.get("window_s", 300)), now=now)
+                                        budget_s=budget, window_s=int(cfg.get("window_s", 300)), now=now,
+                                        probe_origin=cfg.get("probe_origin"))
     return bemore_logs.scan_files(cfg.get("files") or [], position or {}, first_run=cfg.get("first_run", "start"),
-                                  budget_s=budget, now=now)
+                                  budget_s=budget, now=now, probe_origin=cfg.get("probe_origin"))
 
 
 def read_logs(cfg, position, error_position, now):

@@ -99,13 +99,19 @@ STATUS_REVERSED = re.compile(rb"=dIqer sm [^ ]* - [^ ]* ..([1345]) ")
 # out here because this file runs on the host with the standard library
 # only): its access lines carry this reqId prefix, and its CORS probe's
 # foreign origin is named in the error line the backend logs for it. Both are
-# left out of the counts the error rate is judged on, and counted apart.
+# left out of the counts the error rate is judged on, and counted apart --
+# except a 5xx: a 5xx is a backend failure whoever asked (and anyone can send
+# the prefix), so an access line with the prefix and a 5xx counts, as a
+# request and (in the 5xx fallback) as an error. The probe's error line is
+# matched by its WHOLE origin as the backend prints it, the configured
+# api_security_foreign_origin (OWN_PROBE_ORIGIN when none is given): a
+# look-alike such as https://bemore-runbook-probe.evil.com is not the probe.
 OWN_REQUEST_ID = b"bemore-runbook-"
 OWN_ACCESS_TAIL = ACCESS_TAIL + OWN_REQUEST_ID
 OWN_UNANSWERED_TAIL = UNANSWERED_TAIL + OWN_REQUEST_ID
 OWN_STATUS_REVERSED = re.compile(re.escape(OWN_REQUEST_ID[::-1]) + STATUS_REVERSED.pattern)
-OWN_PROBE_ORIGIN = b"://bemore-runbook-probe"
-OWN_CORS_LINE = b"CORS policy: Origin http"
+OWN_PROBE_ORIGIN = b"https://bemore-runbook-probe.invalid"
+OWN_CORS_LINE = b"CORS policy: Origin "
 STACK_MARK = b"Stack Trace:"
 STACK_FRAME = re.compile(rb"\s{2,}(at [^\n]+)")
 
@@ -212,9 +218,12 @@ class Tally(object):
     """What the scanned chunks held. ``feed`` takes whole lines (or whole
     journal export entries) and classifies them a chunk at a time."""
 
-    def __init__(self, known=(), export=False):
+    def __init__(self, known=(), export=False, probe_origin=None):
         self.known = set(known)
         self.export = export
+        # The runbook's CORS probe origin, exactly as the backend prints it in its refusal.
+        origin = probe_origin or OWN_PROBE_ORIGIN
+        self.probe_origin = origin.encode() if isinstance(origin, str) else bytes(origin)
         self.lines = 0
         self.bytes = 0
         self.requests = 0
@@ -222,8 +231,8 @@ class Tally(object):
         self.status_other = 0
         self.levels = dict.fromkeys(LEVELS, 0)
         self.errors = 0
-        # The runbook's own requests and its probe's error lines, left out of
-        # requests, status and errors.
+        # The runbook's own requests (but not those that got a 5xx) and its
+        # probe's error lines, left out of requests, status and errors.
         self.own_requests = 0
         self.own_errors = 0
         self.groups = {}
@@ -247,19 +256,22 @@ class Tally(object):
         requests = data.count(ACCESS_TAIL, 0, end)
         if requests:
             own = data.count(OWN_ACCESS_TAIL, 0, end)
-            self.requests += requests - own
-            self.own_requests += own
-            self._status(data, end, requests - own, own)
+            own_5xx = self._status(data, end, requests, own)
+            self.requests += requests - own + own_5xx
+            self.own_requests += own - own_5xx
 
     def _status(self, data, end, requests, own):
+        """Count the status classes of the counted lines; return how many of the runbook's own got a 5xx (they count)."""
         reverse = bytearray(memoryview(data)[:end])
         reverse.reverse()
         found = STATUS_REVERSED.findall(reverse)
         mine = OWN_STATUS_REVERSED.findall(reverse) if own else []
         del reverse
+        own_5xx = mine.count(b"5")
+        requests = requests - own + own_5xx
         others = 0
         for digit in (b"3", b"4", b"5"):
-            count = found.count(digit) - mine.count(digit)
+            count = found.count(digit) - (mine.count(digit) if digit != b"5" else 0)
             self.status[digit.decode() + "xx"] += count
             others += count
         odd = found.count(b"1") + data.count(UNANSWERED_TAIL, 0, end)
@@ -267,6 +279,7 @@ class Tally(object):
             odd -= mine.count(b"1") + data.count(OWN_UNANSWERED_TAIL, 0, end)
         self.status_other += odd
         self.status["2xx"] += requests - others - odd
+        return own_5xx
 
     def _levels(self, data, end):
         found = LEVEL_LINE.findall(data, 0, end)
@@ -280,8 +293,8 @@ class Tally(object):
             self.last_time = hi
         levels = self.levels
         errors = [item for item in found if item[0] == b"ERROR" or item[0] == b"CRITICAL"]
-        if errors and data.find(OWN_PROBE_ORIGIN, 0, end) >= 0:
-            kept = [item for item in errors if not _own_probe_line(item[4])]
+        if errors and data.find(self.probe_origin, 0, end) >= 0:
+            kept = [item for item in errors if not _own_probe_line(item[4], self.probe_origin)]
             self.own_errors += len(errors) - len(kept)
             found = [item for item in found if item[0] in (b"INFO", b"WARN")] + kept
             errors = kept
@@ -410,13 +423,17 @@ class Tally(object):
         }
 
 
-def _own_probe_line(message):
-    """Whether an error line's message is the backend's refusal of the runbook's own CORS probe origin."""
+def _own_probe_line(message, probe_origin=OWN_PROBE_ORIGIN):
+    """Whether an error line's message is the backend's refusal of the runbook's own CORS probe origin.
+
+    The origin the line names must be the configured one EXACTLY (the whole
+    origin as the backend prints it), never one that merely starts alike.
+    """
     message = strip_ansi(message).strip() if message else b""
     if not message.startswith(OWN_CORS_LINE):
         return False
-    origin = message[len(OWN_CORS_LINE) - 4:].split(b" ", 1)[0]
-    return origin.partition(b"://")[2].startswith(OWN_PROBE_ORIGIN[3:])
+    origin = message[len(OWN_CORS_LINE):].split(b" ", 1)[0]
+    return origin == probe_origin
 
 
 def _text(raw):
@@ -668,7 +685,7 @@ def _base_result(tally, top, clock, problems, rotations, position, complete, beh
     return result
 
 
-def scan_files(paths, position, first_run="start", budget_s=60.0, known_signatures=(), top=10, now=None):
+def scan_files(paths, position, first_run="start", budget_s=60.0, known_signatures=(), top=10, now=None, probe_origin=None):
     """Scan the log files ``paths`` from ``position`` (a previous result's ``position``; {} the first time).
 
     Returns a dict of figures; ``position`` in it is what to pass next time.
@@ -676,7 +693,7 @@ def scan_files(paths, position, first_run="start", budget_s=60.0, known_signatur
     """
     now = time.time() if now is None else now
     clock = _Clock(budget_s)
-    tally = Tally(known_signatures)
+    tally = Tally(known_signatures, probe_origin=probe_origin)
     _check_first_run(first_run)
     old = (position or {}).get("files") if isinstance(position, dict) else None
     old = old if isinstance(old, dict) else {}
@@ -883,7 +900,7 @@ def _cursor_time_us(cursor):
 
 
 def scan_journal(unit, position, first_run="start", budget_s=60.0, window_s=300, known_signatures=(), top=10,
-                 journalctl="journalctl", now=None):
+                 journalctl="journalctl", now=None, probe_origin=None):
     """Scan systemd unit ``unit``'s journal after ``position['cursor']``.
 
     Reads ``journalctl -u UNIT -o export --output-fields=MESSAGE`` resumed
@@ -924,10 +941,10 @@ def scan_journal(unit, position, first_run="start", budget_s=60.0, window_s=300,
         return job
 
     def main_read(tail, start_us):
-        counts = Tally(known, export=True)
+        counts = Tally(known, export=True, probe_origin=probe_origin)
         # The main read gives the window too when it starts before it.
         covers = start_us is not None and start_us <= window_us
-        window_tally = Tally(export=True) if covers else None
+        window_tally = Tally(export=True, probe_origin=probe_origin) if covers else None
         return read(tail, counts, clock, window_tally), counts, window_tally
 
     if cursor:
@@ -950,7 +967,7 @@ def scan_journal(unit, position, first_run="start", budget_s=60.0, window_s=300,
             window = dict(window_tally.window(), complete=True)
         else:
             window_clock = _Clock(max(clock.deadline - time.monotonic(), WINDOW_MIN_BUDGET_S))
-            counts = Tally(export=True)
+            counts = Tally(export=True, probe_origin=probe_origin)
             wjob = read(["--since", "@%.6f" % (window_us / 1000000.0)], counts, window_clock)
             if wjob.error and wjob.error not in problems:
                 problems.append(wjob.error)

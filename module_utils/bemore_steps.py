@@ -271,7 +271,7 @@ def classify_rate(rate, cfg):
 
 # The minimum sample of a judged rate (error_monitoring_min_requests and
 # error_monitoring_min_errors; the role's defaults declare the same values).
-MIN_REQUESTS = 20
+MIN_REQUESTS = 100
 MIN_ERRORS = 5
 
 
@@ -279,26 +279,26 @@ def judge_rate(rate, errors, requests, cfg):
     """(status, severity, alert, note) of an error rate of ``errors`` in ``requests``.
 
     The guide's thresholds (target 0.1 %, alert above 1 %: medium, above
-    5 %: high) are about traffic. A rate from a handful of requests is not
-    evidence: 1 error in 5 requests is 20 %, and says nothing. So the rate is
-    judged only when the window holds at least ``min_requests`` requests
-    (default 20) AND at least ``min_errors`` errors (default 5); below
-    either minimum it is reported with its counts and a note that says which
-    minimum it is below, and it raises no severity (ok, none, no alert).
-    At or above both minimums the thresholds decide: 20 errors in 104
-    requests (19 %) is high. ``note`` is None when the rate was judged.
+    5 %: high) are about traffic. A rate from a handful of requests with a
+    handful of errors is not evidence: 1 error in 5 requests is 20 %, and
+    says nothing. The rule: the rate is judged by the thresholds when the
+    window holds at least ``min_errors`` errors (default 5: enough failures
+    are evidence whatever the traffic, so 5 of 5 is high) OR at least
+    ``min_requests`` requests (default 100: enough traffic for a rate to mean
+    something, so 2 of 100 is medium). Below BOTH minimums it is reported
+    with its counts and a note naming both minimums, and it raises no
+    severity (ok, none, no alert): 1 of 5 and 4 of 99 are not judged; 20 of
+    104 is high. ``note`` is None when the rate was judged.
     """
     if rate is None:
         return "ok", "none", False, None
     min_requests = int(cfg.get("min_requests", MIN_REQUESTS))
     min_errors = int(cfg.get("min_errors", MIN_ERRORS))
-    counts = "%d error%s in %d request%s" % (errors, "" if errors == 1 else "s", requests, "" if requests == 1 else "s")
-    if requests < min_requests:
-        return "ok", "none", False, "%s: too few requests to judge, below the minimum of %d" % (counts, min_requests)
-    if errors < min_errors:
-        if rate > float(cfg.get("target_rate", 0.1)):
-            return "ok", "none", False, "%s: too few errors to judge, below the minimum of %d" % (counts, min_errors)
-        return "ok", "none", False, None
+    errors, requests = int(errors or 0), int(requests or 0)
+    if errors < min_errors and requests < min_requests:
+        counts = "%d error%s in %d request%s" % (errors, "" if errors == 1 else "s", requests, "" if requests == 1 else "s")
+        return "ok", "none", False, "%s: too few to judge, below the minimums of %d errors and %d requests" % (
+            counts, min_errors, min_requests)
     status, severity, alert = classify_rate(rate, cfg)
     return status, severity, alert, None
 
@@ -388,6 +388,9 @@ def error_step(stats, stats_error, window, cfg, previous=None, now=None, monitor
                        monitoring_error_rate_per_s=monitoring.get("error_rate_per_s"))
     status, severity, alert, sample_note = judge_rate(rate, figures.get("window_errors"), figures.get("window_requests"), cfg)
     figures["rate_judged"] = rate is not None and sample_note is None
+    # The rate only when it was judged: what a release records as its pre-deploy baseline (a 1-in-5 20 % is no
+    # baseline, and would mask a real regression); None otherwise, with the counts and the note beside it.
+    figures["judged_rate_percent"] = rate if figures["rate_judged"] else None
     # The severity of the judged rate alone (not of unreadable readings): what an incident is classified by.
     figures["rate_severity"] = severity
     if sample_note:
@@ -651,7 +654,8 @@ def tmp_cleanup_step(cfg, service=None, service_error=None, folder=None, cleanup
                 problems.append("the app's cleanup service reports %d errors" % service["errors"])
     if folder is not None:
         figures.update(folder_mb=round(folder["bytes"] / MB, 2), folder_files=folder["files"])
-        over = folder["bytes"] - figures["cap_mb"] * MB
+        # A cap of 0 disables the cap (the spec: TEMP_FILE_MAX_SIZE_MB=0): there is nothing to be over.
+        over = folder["bytes"] - figures["cap_mb"] * MB if figures["cap_mb"] and figures["cap_mb"] > 0 else 0
         figures["over_cap_bytes"] = int(max(over, 0))
         if over > 0 and cleanup is None:
             # The app's service keeps the folder under the cap at each check;
@@ -840,27 +844,45 @@ def smoke_step(session, window_rate, baseline, cfg):
 
     The rate is compared only when the error-monitoring step judged it
     (``cfg["rate_judged"]``: its minimum sample, see judge_rate); a 0 %
-    baseline is a baseline like any other.
+    baseline is a baseline like any other. The release records a baseline
+    only from a judged pre-deploy rate; without one (``baseline`` None,
+    ``cfg["baseline_note"]`` saying why) the summary says "no judged
+    baseline": the regression check against it cannot run, and the
+    post-deploy rate is judged on its own thresholds (error_monitoring).
     """
     name = "smoke_test"
     problems = []
     judged = cfg.get("rate_judged", True) is not False
-    if session.get("error"):
+    limited = session.get("rate_limited")
+    if limited:
+        reset = limited.get("reset_s")
+        problems.append("session start not tested: rate limited (HTTP 429, %s)" % (
+            "resets in %d s" % reset if reset is not None else "no reset time announced"))
+    elif session.get("error"):
         problems.append("POST /api/session/start failed: %s" % session["error"])
     elif session.get("end_error"):
         problems.append("the test session %s could not be ended: %s" % (session.get("session_id"), session["end_error"]))
     margin = float(cfg.get("error_margin", 0.5))
     if judged and baseline is not None and window_rate is not None and window_rate > float(baseline) + margin:
         problems.append("error rate %s %% is above the pre-deploy baseline of %s %%" % (_fmt(window_rate, 3), _fmt(float(baseline), 3)))
-    summary = "session start %s, end %s; error rate %s %% against a baseline of %s %%" % (
-        "skipped (check mode)" if session.get("skipped") else ("FAILED" if session.get("error") else "ok"),
-        "skipped" if session.get("skipped") or session.get("error") else ("FAILED" if session.get("end_error") else "ok"),
-        _fmt(window_rate, 3), _fmt(baseline, 3) if baseline is not None else "unknown")
+    summary = "session start %s, end %s; error rate %s %% against %s" % (
+        "skipped (check mode)" if session.get("skipped") else (
+            problems[0].replace("session start ", "", 1) if limited else ("FAILED" if session.get("error") else "ok")),
+        "skipped" if session.get("skipped") or session.get("error") or limited else ("FAILED" if session.get("end_error") else "ok"),
+        _fmt(window_rate, 3), "a baseline of %s %%" % _fmt(baseline, 3) if baseline is not None else "no judged baseline")
+    if baseline is None:
+        summary += " (%s): the regression check against it cannot run; the post-deploy rate is judged on its own thresholds" % (
+            cfg.get("baseline_note") or "none was recorded before the deploy")
     if not judged and window_rate is not None:
         summary += "; not compared: %s" % (cfg.get("rate_note") or "too few requests or errors to judge")
-    status, severity = ("critical", "high") if problems else ("ok", "none")
+    if problems[1 if limited else 0:]:
+        status, severity = "critical", "high"
+    elif limited:
+        status, severity = "warning", "medium"
+    else:
+        status, severity = "ok", "none"
     return step(name, status, severity, summary,
-                {"session_id": session.get("session_id"), "ended": session.get("ended"),
+                {"session_id": session.get("session_id"), "ended": session.get("ended"), "rate_limited": bool(limited),
                  "error_rate_percent": window_rate, "baseline_percent": baseline}, problems)
 
 
@@ -878,7 +900,9 @@ def classify_incident(checked):
     ================  ==========================================  ========
     finding           when                                        severity
     ================  ==========================================  ========
-    service_down      health is critical                          critical
+    service_down      health's decided severity is critical       critical
+    health_unknown    health answers but was not read (a          high / medium
+                      redirect: high; a 429: medium); no restart
     high_error_rate   the judged error rate is high (> 5 %)       high
     high_error_rate   the judged rate is medium (> 1 %), or the   medium
                       backend calls itself unhealthy
@@ -892,9 +916,19 @@ def classify_incident(checked):
     checked = checked or {}
     found = []
     health = checked.get("health") or {}
-    if health.get("status") == "critical":
+    health_severity = health.get("severity")
+    if health_severity == "critical":
         found.append({"type": "service_down", "severity": "critical", "evidence": health.get("summary"),
                       "suggested": "restart"})
+    elif (health.get("figures") or {}).get("state") == "unknown" and health_severity in ("high", "medium"):
+        # It answers, but its health could not be read (a redirect to another origin: high; a 429: medium):
+        # not down, and no restart.
+        if (health.get("figures") or {}).get("rate_limited"):
+            suggested = "wait for the rate limit to reset and re-check; the service answers, do not restart it"
+        else:
+            suggested = "check what redirects the base URL to another origin (proxy, DNS); do not restart the service"
+        found.append({"type": "health_unknown", "severity": health_severity, "evidence": health.get("summary"),
+                      "suggested": suggested})
     errors = checked.get("error_monitoring") or {}
     figures = errors.get("figures") or {}
     rate_severity = figures.get("rate_severity", "none")
@@ -915,17 +949,42 @@ def classify_incident(checked):
     return found, worst_severity([f["severity"] for f in found])
 
 
+def incident_outcome(findings, severity, actions, check_mode=False):
+    """(status, resolved) of an incident from its findings and the mitigations done.
+
+    ``resolved``: at least one mitigation was done (not in check mode) and
+    the re-check after the last one found the service healthy and its
+    errors resolved (recheck_errors). ``status``: ok without findings; a
+    warning when resolved (the follow-up, root cause and 24-hour watch, is
+    still open) or when the incident's severity is low or medium; critical
+    otherwise.
+    """
+    actions = [a for a in (actions or []) if isinstance(a, dict)]
+    last = actions[-1] if actions else {}
+    resolved = bool(actions) and not check_mode and last.get("healthy_after") is True and last.get("errors_resolved") is True
+    if not findings:
+        status = "ok"
+    elif resolved or severity in ("low", "medium"):
+        status = "warning"
+    else:
+        status = "critical"
+    return status, resolved
+
+
 def recheck_errors(window, verdict, cfg):
     """The error rate after a mitigation, judged like the step's (judge_rate), and whether it is resolved.
 
     ``window``: log_scan's counts since the mitigation ({requests, errors,
     status, own_requests, own_errors}) or None without a log; ``verdict``:
-    the backend's own status after it, or None. With a judged rate the
-    errors are resolved when it is at most the alert threshold (1 %). A rate
-    from too few requests is no evidence either way: it raises nothing, but
-    "resolved" needs evidence too, so the errors count as resolved only when
-    the window holds none at all and the backend's verdict is read and not
-    "unhealthy" (without a log, the verdict alone). Returns
+    the backend's own status after it, or None. A rate is judged when the
+    window holds at least min_errors errors OR at least min_requests
+    requests (judge_rate), so 2 errors in 1,000 requests is judged (0.2 %).
+    With a judged rate the errors are resolved when it is at most the alert
+    threshold (1 %). Only a window with too few requests AND too few errors
+    is no evidence either way: it raises nothing, but "resolved" needs
+    evidence too, so the errors count as resolved only when the window holds
+    none at all and the backend's verdict is read and not "unhealthy"
+    (without a log, the verdict alone). Returns
     {error_rate_after, errors, requests, judged, note, errors_resolved}.
     """
     if window is None:

@@ -343,7 +343,10 @@ def build_plan(host, inputs, roles_cfg, selected):
                 host_plan["log"].update(first_run=lm.get("first_run", "start"), budget_s=lm.get("budget_s", 60),
                                         window_s=int(float(cfg.get("error_monitoring", {}).get("window_minutes", 5)) * 60),
                                         uses=[u for r, u in (("log_management", "review"), ("error_monitoring", "errors"))
-                                              if r in selected])
+                                              if r in selected],
+                                        # The CORS probe's origin, matched exactly in the backend's refusal line
+                                        # (None: the log core's default, the role's default origin).
+                                        probe_origin=sec.get("foreign_origin") or None)
             elif "log_management" in selected:
                 na["log_management"] = "no log source is configured (bemore_log_source: none)"
     if api_from == "host" and access != "api_only":

@@ -52,11 +52,12 @@ def test_own_access_lines_and_the_probes_cors_error_are_left_out_and_counted_apa
     tally = bemore_logs.Tally()
     tally.feed(b"\n".join(lines) + b"\n")
     window = tally.window()
-    assert window["requests"] == 3 and window["own_requests"] == 4
-    assert window["status"] == {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 1}
+    # The runbook's own 503 counts: a 5xx is a backend failure whoever asked.
+    assert window["requests"] == 4 and window["own_requests"] == 3
+    assert window["status"] == {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 2}
     assert window["errors"] == 3 and window["own_errors"] == 1
     result = tally.result(10)
-    assert result["own_requests"] == 4 and result["own_errors"] == 1
+    assert result["own_requests"] == 3 and result["own_errors"] == 1
     assert result["status_other"] == 0 and result["levels"]["ERROR"] == 3
 
 
@@ -92,7 +93,7 @@ def test_the_probes_known_errors_are_subtracted_from_the_counters_change():
 
 def test_a_refused_probe_waits_in_the_state_until_a_reading_of_the_counters_subtracts_it():
     module = load_module("bemore_checks")
-    cors = {"foreign_status": 400, "foreign_allowed": False}
+    cors = {"foreign_status": 400, "foreign_allowed": False, "foreign_refused_by_backend": True}
     caused, pending, mine = module.own_errors_caused({}, cors, NOW)
     assert caused == {} and pending == [] and mine["count"] == 1 and mine["type"] == "UNKNOWN"
     caused, pending, _mine = module.own_errors_caused({"own_errors": [mine]}, None, NOW + 60)
@@ -105,34 +106,41 @@ def test_a_refused_probe_waits_in_the_state_until_a_reading_of_the_counters_subt
 
 @pytest.mark.parametrize("errors, requests, status, severity, judged", [
     (1, 5, "ok", "none", False),         # the issue's 1 in 5: 20 %, not evidence
-    (5, 19, "ok", "none", False),        # one request under the minimum
-    (5, 20, "critical", "high", True),   # at the minimum of requests and of errors
-    (5, 21, "critical", "high", True),   # just over
-    (4, 50, "ok", "none", False),        # 8 %, one error under the minimum
-    (6, 50, "critical", "high", True),   # just over the minimum of errors
+    (5, 5, "critical", "high", True),    # a dead database at night: enough failures whatever the traffic
+    (15, 15, "critical", "high", True),
+    (4, 99, "ok", "none", False),        # just under both minimums
+    (4, 100, "warning", "medium", True),  # at the minimum of requests: 4 % is medium
+    (2, 100, "warning", "medium", True),  # at the minimum of requests: 2 % is medium
+    (2, 101, "warning", "medium", True),  # just over it
+    (4, 20, "ok", "none", False),        # 20 %, under both minimums (the old rule's 20 requests: no longer enough)
+    (5, 99, "critical", "high", True),   # at the minimum of errors
+    (6, 99, "critical", "high", True),   # just over it
     (20, 104, "critical", "high", True),  # a real burst stays high
     (0, 5, "ok", "none", False),
-    (0, 1000, "ok", "none", True),       # zero errors in many requests is a judged 0 %
+    (0, 99, "ok", "none", False),
+    (0, 100, "ok", "none", True),        # zero errors in enough requests is a judged 0 %
+    (0, 1000, "ok", "none", True),
 ])
 def test_the_minimum_sample_boundaries(errors, requests, status, severity, judged):
     rate = round(100.0 * errors / requests, 4)
     got_status, got_severity, alert, note = steps.judge_rate(rate, errors, requests, RATES)
     assert (got_status, got_severity) == (status, severity)
-    assert alert is (severity == "high")
+    assert alert is (severity in ("high", "medium"))
     assert (note is None) is judged
 
 
 def test_the_minimums_are_options():
-    cfg = dict(RATES, min_requests=5, min_errors=1)
+    cfg = dict(RATES, min_requests=5, min_errors=2)
     assert steps.judge_rate(20.0, 1, 5, cfg)[:2] == ("critical", "high")
     assert steps.judge_rate(20.0, 1, 5, dict(cfg, min_requests=6))[:2] == ("ok", "none")
+    assert steps.judge_rate(40.0, 2, 5, dict(cfg, min_requests=6))[:2] == ("critical", "high")
 
 
 def test_a_handful_of_requests_is_reported_with_its_counts_and_raises_nothing():
     window = {"requests": 5, "errors": 1, "status": {}, "label": "the last 5 min of the journal"}
     stp, state = steps.error_step(STATS, None, window, RATES, {}, NOW)
     assert stp["status"] == "ok" and stp["severity"] == "none" and not stp.get("alert")
-    assert "1 error in 5 requests: too few requests to judge, below the minimum of 20" in stp["summary"]
+    assert "1 error in 5 requests: too few to judge, below the minimums of 5 errors and 100 requests" in stp["summary"]
     assert stp["figures"]["rate_judged"] is False and stp["figures"]["error_rate_percent"] == 20.0
     assert state["samples"][-1] == {"ts": NOW, "rate": 20.0, "errors": 1, "requests": 5}
 
@@ -256,7 +264,7 @@ def test_unreadable_statistics_are_no_error_rate_incident():
 
 def test_the_escalation_table():
     checked = {
-        "health": {"status": "critical", "summary": "service down: /health: connection refused"},
+        "health": {"status": "critical", "severity": "critical", "summary": "service down: /health: connection refused"},
         "error_monitoring": {"figures": {"rate_severity": "none", "monitoring_status": "unhealthy"}, "summary": "s"},
         "disk_usage": {"status": "warning", "summary": "d"},
         "performance": {"problems": ["memory 1500 MB is above the 1024 MB target", "CPU 50 % is above"]},
@@ -279,6 +287,12 @@ def test_the_escalation_table():
     ({"requests": 500, "errors": 5, "status": {}}, "unhealthy", True, True),  # 1 %: at the alert threshold
     ({"requests": 495, "errors": 5, "status": {}}, "healthy", True, False),   # just above it
     (None, "healthy", False, True),
+    # Too few errors but enough requests: the thresholds decide, no need for zero errors.
+    ({"requests": 1000, "errors": 2, "status": {}}, "healthy", True, True),
+    ({"requests": 100, "errors": 1, "status": {}}, "healthy", True, True),    # at the minimum of requests: 1 %
+    ({"requests": 100, "errors": 2, "status": {}}, "healthy", True, False),   # 2 %: above the alert threshold
+    ({"requests": 99, "errors": 1, "status": {}}, "healthy", False, False),   # under both: zero errors needed
+    ({"requests": 99, "errors": 0, "status": {}}, "healthy", False, True),
 ])
 def test_the_error_rate_after_a_mitigation_is_judged_like_the_step(window, verdict, judged, resolved):
     got = steps.recheck_errors(window, verdict, RATES)
@@ -362,3 +376,252 @@ def test_the_log_review_says_what_of_the_runbooks_own_it_left_out():
     stp, _state = steps.log_step(scan, {}, {"position": {"files": {}}}, NOW, "app.log")
     assert "left out: 12 of the runbook's own requests, 1 error line(s) of its CORS probe" in stp["summary"]
     assert (stp["figures"]["own_requests"], stp["figures"]["own_errors"]) == (12, 1)
+
+
+# --- fix item 2: the pre-deploy baseline is recorded only from a judged rate ----------------
+
+@pytest.mark.parametrize("window, baseline", [
+    ({"requests": 5, "errors": 1, "status": {}, "label": "w"}, None),          # 20 %, not judged: no baseline
+    ({"requests": 104, "errors": 20, "status": {}, "label": "w"}, 19.2308),
+    ({"requests": 500, "errors": 0, "status": {}, "label": "w"}, 0.0),        # 0 % judged is a baseline
+])
+def test_the_step_names_the_rate_a_release_may_record_as_its_baseline(window, baseline):
+    figures = _errors_step(window)["figures"]
+    assert figures["judged_rate_percent"] == baseline
+
+
+def test_the_release_records_the_judged_rate_with_its_counts():
+    import yaml  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+    from tests.helpers import REPO  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(REPO, "roles", "release", "tasks", "main.yml"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)[0]["runbook_state"]["data"]
+    assert "judged_rate_percent" in data["error_rate_baseline"] and "error_rate_percent" not in data["error_rate_baseline"]
+    assert {"baseline_judged", "baseline_errors", "baseline_requests", "baseline_note"} <= set(data)
+
+
+def test_without_a_judged_baseline_the_smoke_test_says_so():
+    note = "1 error in 5 requests: too few to judge, below the minimums of 5 errors and 100 requests"
+    stp = steps.smoke_step({"session_id": "s1", "ended": True}, 30.0, None, {"baseline_note": note})
+    assert stp["status"] == "ok"
+    assert ("error rate 30 %% against no judged baseline (%s): the regression check against it cannot run; "
+            "the post-deploy rate is judged on its own thresholds" % note) in stp["summary"]
+    stp = steps.smoke_step({"session_id": "s1", "ended": True}, 3.0, 0.0, {})
+    assert stp["status"] == "critical" and "above the pre-deploy baseline of 0 %" in stp["problems"][0]
+
+
+# --- fix item 4: the incident is classified from the health step's decided severity ----------
+
+@pytest.mark.parametrize("error, kind, severity", [
+    ({"kind": "rate_limited", "endpoint": "/health", "reason": "HTTP 429", "reset_s": 42}, "health_unknown", "medium"),
+    ({"kind": "redirect", "endpoint": "/health", "reason": "redirects to another origin https://elsewhere.example"},
+     "health_unknown", "high"),
+    ({"kind": "connection", "endpoint": "/health", "reason": "connection refused"}, "service_down", "critical"),
+])
+def test_a_health_step_that_answers_is_not_service_down(error, kind, severity):
+    health, _state = steps.health_step({"error": error}, {})
+    findings, worst = steps.classify_incident({"health": health})
+    assert [(f["type"], f["severity"]) for f in findings] == [(kind, severity)] and worst == severity
+    assert (findings[0]["suggested"] == "restart") is (kind == "service_down")
+
+
+def test_a_commit_mismatch_is_high_not_service_down():
+    reading = {"health": {"status": "ok", "timestamp": None, "uptime_s": 100.0, "version": "1", "commit": "abc1234"},
+               "error": None, "response_ms": 2.0}
+    health, _state = steps.health_step(reading, {"expected_commit": "def5678"})
+    assert health["status"] == "critical" and health["severity"] == "high"
+    assert steps.classify_incident({"health": health}) == ([], "none")
+
+
+# --- fix item 5: a rate-limited session start tested nothing; it did not fail -------------
+
+def test_a_rate_limited_session_start_is_not_tested_not_failed(sim_factory):
+    from tests.unit.test_http_client import spend_quota  # pylint: disable=import-outside-toplevel
+    sim = sim_factory(extra=["--rate-limit", "3", "--rate-window", "600"])
+    spend_quota(sim, 3)
+    session = bemore_checks.run_session(bemore_api.Client(sim.url, timeout=3, retries=0), {"userId": "t", "counselorId": "t"}, 5)
+    assert session["error"] is None and session["session_id"] is None
+    reset = session["rate_limited"]["reset_s"]
+    assert 500 < reset <= 600
+    stp = steps.smoke_step(session, 0.0, 0.0, {})
+    assert (stp["status"], stp["severity"]) == ("warning", "medium"), stp
+    assert stp["problems"] == ["session start not tested: rate limited (HTTP 429, resets in %d s)" % reset]
+    assert stp["summary"].startswith("session start not tested: rate limited (HTTP 429, resets in %d s), end skipped" % reset)
+    assert "FAILED" not in stp["summary"]
+
+
+def test_a_rate_limited_start_with_a_regression_is_still_critical():
+    session = {"session_id": None, "ended": False, "error": None, "end_error": None, "rate_limited": {"reset_s": 30}}
+    stp = steps.smoke_step(session, 3.0, 0.0, {})
+    assert (stp["status"], stp["severity"]) == ("critical", "high")
+    assert stp["problems"][1].startswith("error rate 3 % is above the pre-deploy baseline")
+
+
+class _Refused:
+    base_url, headers, validate_certs = "http://127.0.0.1:9", {}, True
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def post_json(self, path, body):
+        raise bemore_api.ApiError(path, "HTTP 429" if self.kind == "rate_limited" else "HTTP 500", 429, self.kind, 12)
+
+
+def test_only_a_429_is_rate_limited_at_unit_level():
+    assert bemore_checks.run_session(_Refused("rate_limited"), {})["rate_limited"] == {"reset_s": 12, "reason": "HTTP 429"}
+    failed = bemore_checks.run_session(_Refused("http"), {})
+    assert failed["error"] and "rate_limited" not in failed
+    assert steps.smoke_step(failed, 0.0, 0.0, {})["status"] == "critical"
+
+
+# --- fix item 6: a cap of 0 disables the cap ----------------------------------------------
+
+def test_a_cap_of_zero_disables_the_over_cap_check():
+    folder = {"bytes": int(3.86 * 1048576), "files": 25}
+    stp = steps.tmp_cleanup_step(dict(CLEAN_CFG, max_size_mb=0), SERVICE, None, folder, None, 3600, _now())
+    assert stp["status"] == "ok" and stp["figures"]["over_cap_bytes"] == 0, stp
+    assert not any("cap" in p for p in stp["problems"])
+    stp = steps.tmp_cleanup_step(dict(CLEAN_CFG, max_size_mb=1), SERVICE, None, folder, None, 3600, _now())
+    assert stp["status"] == "warning" and "over the 1 MB cap" in stp["problems"][0]
+
+
+# --- fix item 7: a temp folder that could not be read is named -----------------------------
+
+def test_an_unreadable_temp_folder_is_named_at_medium():
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    module = load_module("bemore_checks")
+    inputs = {"bemore_base_url": "http://127.0.0.1:9", "bemore_log_source": "none"}
+    plan = build_plan("api1", inputs, {"tmp_cleanup": {}}, ["tmp_cleanup"])
+    api = {"health": HEALTH, "cleanup": {"data": SERVICE, "error": None, "rate": None}}
+    reason = "cannot read /srv/app/tmp: permission denied"
+    found, _state = module.decide(plan, api, {"tmp_folder": {"error": reason}}, {}, {}, NOW)
+    stp = found[0]
+    assert stp["step"] == "tmp_cleanup" and stp["figures"]["unread"] == {"the temp folder": reason}, stp
+    assert stp["status"] == "warning" and stp["severity"] == "medium"
+    assert "could not use the temp folder: " + reason in stp["summary"]
+
+
+# --- fix item 8: the probe's error line is matched by its exact, configured origin ----------
+
+def test_a_look_alike_probe_origin_is_counted():
+    lines = [error_line("CORS policy: Origin https://bemore-runbook-probe.invalid is not allowed"),
+             error_line("CORS policy: Origin https://bemore-runbook-probe.evil.com is not allowed"),
+             error_line("CORS policy: Origin https://bemore-runbook-probe.invalid.evil.com is not allowed"),
+             error_line("CORS policy: Origin http://bemore-runbook-probe.invalid is not allowed")]
+    tally = bemore_logs.Tally()
+    tally.feed(b"\n".join(lines) + b"\n")
+    assert (tally.errors, tally.own_errors) == (3, 1)
+
+
+def test_the_configured_probe_origin_is_the_one_left_out(tmp_path):
+    mine = "https://be-more-frontend-evil.vercel.app"
+    log = tmp_path / "app.log"
+    log.write_bytes(error_line("CORS policy: Origin %s is not allowed" % mine) + b"\n"
+                    + error_line("CORS policy: Origin https://bemore-runbook-probe.invalid is not allowed") + b"\n"
+                    + error_line("CORS policy: Origin %s.evil.com is not allowed" % mine) + b"\n")
+    result = bemore_logs.scan_files([str(log)], {}, now=NOW, probe_origin=mine)
+    assert (result["errors"], result["own_errors"]) == (2, 1)
+
+
+def test_the_plan_passes_the_probe_origin_to_the_log_reading():
+    from ansible.module_utils.runbook_plan import build_plan  # pylint: disable=import-outside-toplevel
+    inputs = {"bemore_base_url": "http://127.0.0.1:9", "bemore_log_source": "file", "bemore_log_files": ["/var/log/app.log"]}
+    roles_cfg = {"error_monitoring": {}, "api_security": {"api_security_foreign_origin": "https://probe.example"}}
+    plan = build_plan("api1", inputs, roles_cfg, ["error_monitoring", "api_security"])
+    assert plan["host_plan"]["log"]["probe_origin"] == "https://probe.example"
+    plan = build_plan("api1", inputs, {"error_monitoring": {}}, ["error_monitoring"])
+    assert plan["host_plan"]["log"]["probe_origin"] is None
+
+
+# --- fix item 9: a spoofed runbook prefix does not hide a 5xx storm --------------------------
+
+def test_a_5xx_storm_with_a_spoofed_prefix_counts_in_the_5xx_fallback():
+    lines = [b"GET /api/x 500 20 - 3.0 ms reqId=" + OWN.encode() + b"spoof%d" % i for i in range(30)]
+    lines += [b"GET /api/y 200 20 - 3.0 ms reqId=5c1a0d62-0b3e-4b8e-9d0c-6f1e2b3a4c%02d" % i for i in range(70)]
+    lines += [b"GET /health 200 95 - 1.2 ms reqId=" + OWN.encode() + b"own%d" % i for i in range(5)]
+    tally = bemore_logs.Tally()
+    tally.feed(b"\n".join(lines) + b"\n")
+    window = dict(tally.window(), label="w")
+    assert window["requests"] == 100 and window["own_requests"] == 5 and window["errors"] == 0
+    assert window["status"]["5xx"] == 30 and window["status"]["2xx"] == 70
+    assert steps.log_error_rate(window) == (30.0, 30, 100)
+    stp, _state = steps.error_step(STATS, None, window, RATES, {}, NOW)
+    assert stp["severity"] == "high" and stp["figures"]["window_own_requests"] == 5
+
+
+# --- fix item 10: only the backend's own refusal of the probe is subtracted -----------------
+
+class _Answer:
+    def __init__(self, status, raw, headers=None):
+        self.status, self.raw, self.headers = status, raw, headers or {}
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+class _Preflight:
+    def __init__(self, foreign):
+        self.foreign = foreign
+
+    def request(self, method, path, extra_headers=None, **_kw):
+        if extra_headers["Origin"] == "https://app.example":
+            return _Answer(204, b"", {"Access-Control-Allow-Origin": "https://app.example"})
+        return self.foreign
+
+
+BACKEND_REFUSAL = (b'{"success":false,"error":{"type":"UNKNOWN","message":"CORS policy: Origin '
+                   b'https://bemore-runbook-probe.invalid is not allowed","code":"UNKNOWN"}}')
+
+
+@pytest.mark.parametrize("answer, subtracted", [
+    (_Answer(400, BACKEND_REFUSAL), True),                      # the backend's own refusal: one error in its counters
+    (_Answer(403, b"<html>Forbidden by the WAF</html>"), False),  # a proxy/WAF: the backend logged nothing
+    (_Answer(400, b"Bad Request"), False),                      # a 400 that is not the backend's JSON error body
+    (_Answer(403, BACKEND_REFUSAL), False),
+])
+def test_only_the_backends_own_refusal_of_the_probe_is_subtracted(answer, subtracted):
+    module = load_module("bemore_checks")
+    cors = bemore_checks.read_cors(_Preflight(answer), "/api/session/start", "https://app.example",
+                                   "https://bemore-runbook-probe.invalid")
+    assert cors["foreign_allowed"] is False and cors["foreign_refused_by_backend"] is subtracted
+    mine = module.own_errors_caused({}, cors, NOW)[2]
+    assert (mine is not None) is subtracted
+
+
+# --- fix item 12: the incident's status and "resolved" are decided in Python ----------------
+
+FOUND_HIGH = [{"type": "high_error_rate", "severity": "high", "evidence": "e", "suggested": "s"}]
+DONE_OK = {"action": "restart", "done": True, "healthy_after": True, "errors_resolved": True}
+
+
+@pytest.mark.parametrize("findings, severity, actions, check_mode, status, resolved", [
+    ([], "none", [], False, "ok", False),
+    (FOUND_HIGH, "high", [], False, "critical", False),
+    (FOUND_HIGH, "medium", [], False, "warning", False),
+    (FOUND_HIGH, "low", [], False, "warning", False),
+    (FOUND_HIGH, "critical", [DONE_OK], False, "warning", True),                  # mitigated: the follow-up stays open
+    (FOUND_HIGH, "critical", [DONE_OK], True, "critical", False),                 # check mode: nothing was done
+    (FOUND_HIGH, "high", [dict(DONE_OK, errors_resolved=False)], False, "critical", False),
+    (FOUND_HIGH, "high", [dict(DONE_OK, healthy_after=False)], False, "critical", False),
+    (FOUND_HIGH, "high", [dict(DONE_OK, healthy_after=False), DONE_OK], False, "warning", True),  # the last one counts
+    (FOUND_HIGH, "high", [DONE_OK, dict(DONE_OK, errors_resolved=False)], False, "critical", False),
+])
+def test_the_incidents_outcome(findings, severity, actions, check_mode, status, resolved):
+    assert steps.incident_outcome(findings, severity, actions, check_mode) == (status, resolved)
+
+
+def test_the_incident_module_returns_the_outcome(run_module):
+    result = run_module("bemore_incident", {"outcome": {"findings": FOUND_HIGH, "severity": "high",
+                                                        "actions": [dict(DONE_OK, healthy_after="True")], "check_mode": "False"}})
+    assert result["outcome"] == {"status": "warning", "resolved": True}
+    result = run_module("bemore_incident", {"outcome": {"findings": [], "severity": "none", "actions": [], "check_mode": False}})
+    assert result["outcome"] == {"status": "ok", "resolved": False}
+
+
+def test_the_record_only_passes_the_decision():
+    import os  # pylint: disable=import-outside-toplevel
+    from tests.helpers import REPO  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(REPO, "roles", "incident_response", "tasks", "record.yml"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert "__incident_response_outcome.outcome.status" in text and "__incident_response_outcome.outcome.resolved" in text
+    assert "'critical'" not in text and "'warning'" not in text
