@@ -516,7 +516,7 @@ def test_a_full_host_plan_reads_each_selected_check_on_the_host():
         "tmp_folder": "/srv/app/tmp",
         "process": {"systemd_unit": "bemore", "sample_s": 2},
         "log": {"source": "file", "files": ["/var/log/app.log"], "first_run": "end", "budget_s": 30, "window_s": 150,
-                "uses": ["review", "errors"]}}
+                "uses": ["review", "errors"], "probe_origin": None}}
     assert got["not_applicable"] == {} and got["access"] == "full" and got["api_from"] == "controller"
     assert got["selected"] == ALL and set(got["cfg"]) == set(ALL)
     assert got["cfg"]["tmp_cleanup"] == {"path": "/srv/app/tmp"}
@@ -531,7 +531,7 @@ def test_the_plan_defaults_of_the_host_readings():
     assert got["host_plan"]["disk"] == {"filesystem_of": "/srv", "folder": None}
     assert got["host_plan"]["process"] == {"cmdline_regex": "node", "sample_s": 1}
     assert got["host_plan"]["log"] == {"source": "journal", "unit": "bemore", "first_run": "start", "budget_s": 60,
-                                       "window_s": 300, "uses": ["review"]}
+                                       "window_s": 300, "uses": ["review"], "probe_origin": None}
 
 
 def test_the_process_is_found_by_the_most_specific_handle():

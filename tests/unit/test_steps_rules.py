@@ -692,7 +692,7 @@ def test_log_step_figures_and_state():
         "source": "file /var/log/app.log", "lines": 40, "bytes": 4000, "errors": 3, "warnings": 2,
         "levels": {"WARN": 2}, "requests": 30, "status_counts": {"5xx": 1}, "first_review": False, "new_signatures": [],
         "top_signatures": ["E1 x3"], "rotations": [{"how": "renamed"}], "backlog_bytes": 0, "backlog_seconds": None,
-        "backlog_growing": False}
+        "backlog_growing": False, "own_requests": 0, "own_errors": 0}
     assert state == {"position": {"inode": 7, "offset": 4000}, "signatures": {"E1": "2027-01-01T00:00:00Z"},
                      "backlog_bytes": 0, "reviewed": steps._iso(NOW)}
     assert stp["status"] == "ok"
@@ -838,7 +838,9 @@ def test_the_summaries_carry_the_figures():
     stp = steps.smoke_step({"session_id": "s", "ended": True}, 0.25, 0.125, SMOKE)
     assert stp["summary"] == "session start ok, end ok; error rate 0.25 % against a baseline of 0.125 %"
     stp = steps.smoke_step({"skipped": True}, None, None, SMOKE)
-    assert stp["summary"] == "session start skipped (check mode), end skipped; error rate unknown % against a baseline of unknown %"
+    assert stp["summary"] == ("session start skipped (check mode), end skipped; error rate unknown % against no judged baseline"
+                              " (none was recorded before the deploy): the regression check against it cannot run;"
+                              " the post-deploy rate is judged on its own thresholds")
     stp = steps.smoke_step({"session_id": "s", "end_error": "t"}, None, None, SMOKE)
     assert stp["summary"].startswith("session start ok, end FAILED;")
     assert steps.smoke_step({"error": "x"}, None, None, SMOKE)["summary"].startswith("session start FAILED, end skipped;")
@@ -962,7 +964,8 @@ def test_log_step_shows_the_ten_most_frequent_signatures_without_a_ranking():
 def test_smoke_step_figures():
     """The smoke test keeps the session, whether it ended, the rate and the baseline."""
     stp = steps.smoke_step({"session_id": "s1", "ended": True}, 0.5, 0.25, SMOKE)
-    assert stp["figures"] == {"session_id": "s1", "ended": True, "error_rate_percent": 0.5, "baseline_percent": 0.25}
+    assert stp["figures"] == {"session_id": "s1", "ended": True, "error_rate_percent": 0.5, "baseline_percent": 0.25,
+                              "rate_limited": False}
 
 
 def test_cleanup_figures_keep_their_precision():
