@@ -287,6 +287,17 @@ def test_skipping_every_step_is_named_too():
         "the run selected no step: --skip-tags health,errors; this playbook's step tags could not be read")
 
 
+def test_a_playbook_without_steps_run_without_a_selection_is_not_the_no_step_rule():
+    """Installing the schedules has no step to select; Molecule's own skip tags select nothing."""
+    report = _hosts_report(web1={"completed": True, "steps": []})
+    assert core.no_step_problem(report, ["all"], ["molecule-notest", "notest"], None) is None
+    assert core.no_step_problem(report, ["all"], [], []) is None
+    # A step playbook run with every step filtered out still fails, and so does a selection beside Molecule's tags.
+    assert core.no_step_problem(report, ["all"], [], ["health"]).startswith("the run selected no step; the ")
+    assert core.no_step_problem(report, ["all"], ["molecule-notest", "health"], None) == (
+        "the run selected no step: --skip-tags health; this playbook's step tags could not be read")
+
+
 def test_one_step_on_one_host_or_a_failed_host_is_not_the_no_step_rule():
     stp = {"step": "health", "status": "ok", "severity": "none", "summary": "up"}
     assert core.no_step_problem(_hosts_report(web1={"completed": True, "steps": []},
