@@ -560,7 +560,7 @@ def build_report(run, hosts, interrupted=None, extra=None, now=None):
 # --- what the run selected ----------------------------------------------------------------
 
 RESERVED_TAGS = ("always", "never", "all", "tagged", "untagged")
-TEST_SKIP_TAGS = ("molecule-notest", "notest")
+TEST_SKIP_TAGS = ("molecule-notest", "notest", "molecule-idempotence-notest")
 
 
 def playbook_step_tags(path):
