@@ -73,3 +73,26 @@ def require(condition, what, hint=""):
     if in_ci():
         pytest.fail("CI=true and " + message, pytrace=False)
     pytest.skip(message)
+
+
+def serve_tls(tmp_path, handler):
+    """A threading HTTPS server on a free loopback port with a self-signed
+    certificate for localhost, valid 5 days (made here by openssl); yields its
+    base URL and shuts it down afterwards. Use it with ``yield from``."""
+    import http.server  # pylint: disable=import-outside-toplevel
+    import ssl  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "5", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield "https://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()

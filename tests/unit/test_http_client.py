@@ -11,13 +11,13 @@ import http.server
 import json
 import re
 import socket
-import ssl
-import subprocess
 import threading
 import time
 import urllib.request
 
 import pytest
+
+from tests.helpers import serve_tls
 
 from ansible.module_utils import bemore_api as api
 from ansible.module_utils.bemore_api import ApiError, Client, RUNBOOK_REQUEST_ID_PREFIX
@@ -285,16 +285,7 @@ class SessionApi(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def https_api(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "5", "-subj", "/CN=localhost"], check=True, capture_output=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SessionApi)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert), str(key))
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield "https://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
+    yield from serve_tls(tmp_path, SessionApi)
 
 
 def test_the_session_end_keeps_the_clients_certificate_setting(https_api):

@@ -8,30 +8,19 @@ import http.server
 import json
 import os
 import socket
-import ssl
-import subprocess
 import threading
 import time
 
 import pytest
 
-from tests.helpers import load_module
+from tests.helpers import load_module, serve_tls
 
 trend = load_module("report_trend")
 
 
 @pytest.fixture
 def tls_server(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "5", "-subj", "/CN=localhost"], check=True, capture_output=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert), str(key))
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield "https://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
+    yield from serve_tls(tmp_path, http.server.SimpleHTTPRequestHandler)
 
 
 def test_tls_days_left_of_a_self_signed_certificate(tls_server):
