@@ -125,6 +125,12 @@ options:
   playbook:
     description: The playbook file, whose task tags are named when the run selected no step.
     type: path
+  html_template:
+    description:
+      - The text of the HTML page's Jinja2 template. The module's action plugin passes the report role's
+        C(templates/report.html.j2), read on the controller; without it no HTML page is written and
+        RV(html_error) says why.
+    type: str
 extends_documentation_fragment:
   - bemore_attributes.controller
 notes:
@@ -161,6 +167,10 @@ paths:
   sample: {"json": "/var/lib/bemore-runbooks/reports/daily/20261202T114512.123456Z-production-a1b2c3.json"}
 write_error:
   description: Why the report could not be written; null when it was.
+  returned: always
+  type: str
+html_error:
+  description: Why the HTML page was not written beside the JSON and Markdown report; null when it was.
   returned: always
   type: str
 summary_lines:
@@ -206,7 +216,8 @@ from ansible.module_utils.runbook_core import (
 )
 
 try:
-    from ansible.module_utils.report_html import render_html, scan_history
+    from ansible.module_utils.report_history import scan_history
+    from ansible.module_utils.report_html import render_html
     HAS_HTML = True
 except ImportError:  # the HTML page is optional; the JSON and Markdown report are not
     HAS_HTML = False
@@ -289,6 +300,7 @@ def main():
             run_tags=dict(type="list", elements="str", default=[]),
             skip_tags=dict(type="list", elements="str", default=[]),
             playbook=dict(type="path"),
+            html_template=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -323,12 +335,16 @@ def main():
         mark_failed(report, selection)
     lines = summary_lines(report)
     html, html_error = None, None
-    if HAS_HTML:
+    if not p["html_template"]:
+        html_error = "no HTML page: no page template was passed (the runbook_report action plugin passes it)"
+        module.warn(html_error)
+    elif HAS_HTML:
         try:
             scan = scan_history(p["report_dir"], run["schedule"], run["environment"])
             base = run["id"]
             links = [("JSON report", base + ".json"), ("Markdown report", base + ".md")]
-            html = render_html(report, scan.reports, {"unreadable_reports": scan.unreadable, "links": links})
+            html = render_html(report, scan.reports, {"unreadable_reports": scan.unreadable, "links": links},
+                               p["html_template"])
         except Exception as exc:  # pylint: disable=broad-except
             html_error = "the HTML page could not be rendered: %s" % exc
             module.warn(html_error + "\n" + traceback.format_exc(limit=3))

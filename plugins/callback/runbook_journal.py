@@ -44,7 +44,12 @@ import sys
 
 from ansible.plugins.callback import CallbackBase
 
-_UTILS = ("runbook_clock", "bemore_api", "bemore_steps", "report_html", "runbook_core")
+# In import order: a module here may import only those before it.
+_UTILS = ("runbook_clock", "bemore_api", "bemore_steps", "report_redact", "report_history", "report_chart_data",
+          "report_svg", "report_html", "runbook_core")
+# The report role's page template, which this plugin reads as the runbook_report action plugin does.
+_PAGE_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
+                              "roles", "report", "templates", "report.html.j2")
 
 
 def _load_utils():
@@ -185,9 +190,11 @@ class CallbackModule(CallbackBase):
     def _write(self, core, report, outcome):
         html = None
         try:
-            html_module = sys.modules.get("ansible.module_utils.report_html")
-            html = html_module.render_html(report, html_module.load_history(
-                self._run["report_dir"], self._run["schedule"], self._run["environment"]))
+            history = sys.modules.get("ansible.module_utils.report_history").load_history(
+                self._run["report_dir"], self._run["schedule"], self._run["environment"])
+            with open(_PAGE_TEMPLATE, encoding="utf-8") as handle:
+                template = handle.read()
+            html = sys.modules.get("ansible.module_utils.report_html").render_html(report, history, None, template)
         except Exception:  # pylint: disable=broad-except
             html = None
         # keep=0: the next report of the schedule prunes with its own setting.
@@ -275,7 +282,7 @@ class CallbackModule(CallbackBase):
                 self._utils()
             except Exception:  # pylint: disable=broad-except
                 pass
-            redact = getattr(sys.modules.get("ansible.module_utils.report_html"), "redact", None)
+            redact = getattr(sys.modules.get("ansible.module_utils.report_redact"), "redact", None)
             failure["reason"] = (redact(str(msg)) if redact else str(msg)).strip()
         # The last failure is the one that stopped the host (earlier ones may have been rescued).
         host = result.host.get_name()

@@ -14,7 +14,6 @@ redraws the README's example from the critical fixture.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -27,12 +26,13 @@ import zlib
 import pytest
 
 from tests import browser
-from tests.helpers import REPO
+from tests.helpers import REPO, register_module_utils
 
-_spec = importlib.util.spec_from_file_location("report_html_browser_under_test",
-                                               os.path.join(REPO, "module_utils", "report_html.py"))
-rh = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rh)
+register_module_utils()
+from ansible.module_utils import report_history, report_html as rh, report_svg  # noqa: E402
+
+with open(os.path.join(REPO, "roles", "report", "templates", "report.html.j2"), encoding="utf-8") as _handle:
+    TEMPLATE = _handle.read()
 
 FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures", "reports")
 SIZE = (1280, 1500)  # the verdict, the table and the first charts of the critical page
@@ -45,19 +45,19 @@ def hex_rgb(text):
 # Colours the page's own CSS and SVG use: the critical verdict's background,
 # and the first host's series colour in the charts.
 VERDICT_CRITICAL_BG = hex_rgb("#ffebe9")
-FIRST_HOST = hex_rgb(rh.PALETTE[0])
+FIRST_HOST = hex_rgb(report_svg.PALETTE[0])
 
 
 def write_page(name, out_dir, options=None):
     with open(os.path.join(FIXTURES, name + ".json")) as handle:
         report = json.load(handle)
-    scan = rh.scan_history(os.path.join(FIXTURES, "root"), report["schedule"], report["environment"],
-                           now=rh.parse_time("2026-12-02T12:00:00Z"))
+    scan = report_history.scan_history(os.path.join(FIXTURES, "root"), report["schedule"], report["environment"],
+                           now=report_history.parse_time("2026-12-02T12:00:00Z"))
     opts = {"unreadable_reports": scan.unreadable, "links": [("JSON report", report["run_id"] + ".json")]}
     opts.update(options or {})
     path = os.path.join(str(out_dir), name + ".html")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(rh.render_html(report, scan.reports, opts))
+        handle.write(rh.render_html(report, scan.reports, opts, TEMPLATE))
     return report, scan, path
 
 

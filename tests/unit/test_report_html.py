@@ -1,4 +1,5 @@
-"""module_utils/report_html.py: the run's HTML page and the history it charts.
+"""module_utils/report_html.py and the report role's page template: the run's HTML page and the history it charts
+(report_history, report_chart_data, report_svg, report_redact).
 
 The pages are rendered from the fixture reports in fixtures/reports/ (a
 report root with daily, weekly, monthly and quarterly runs of three hosts,
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import importlib.util
 import json
 import os
 import re
@@ -20,14 +20,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, register_module_utils
 
-# Loaded by path: the module is stdlib-only and must not need the other
-# module_utils to import.
-_spec = importlib.util.spec_from_file_location("report_html_under_test",
-                                               os.path.join(REPO, "module_utils", "report_html.py"))
-rh = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rh)
+register_module_utils()
+from ansible.module_utils import report_history, report_html as rh, report_redact, report_svg  # noqa: E402
+
+with open(os.path.join(REPO, "roles", "report", "templates", "report.html.j2"), encoding="utf-8") as _handle:
+    TEMPLATE = _handle.read()
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "reports")
 ROOT = os.path.join(FIXTURES, "root")
@@ -45,14 +44,14 @@ def fixture(name):
 
 
 def history_for(report):
-    return rh.load_history(ROOT, report["schedule"], report["environment"], now=NOW)
+    return report_history.load_history(ROOT, report["schedule"], report["environment"], now=NOW)
 
 
 def render(name_or_report, history=None, options=None):
     report = fixture(name_or_report) if isinstance(name_or_report, str) else name_or_report
     if history is None:
         history = history_for(report)
-    page = rh.render_html(report, history, options)
+    page = rh.render_html(report, history, options, TEMPLATE)
     return page, ET.fromstring(page)
 
 
@@ -246,7 +245,7 @@ def test_hostile_text_is_shown_as_text_and_secrets_are_redacted():
     ("mail admin@example.com at https://example.com/a@b", "mail admin@example.com at https://example.com/a@b"),
 ])
 def test_redaction(raw, shown):
-    assert rh.redact(raw) == shown
+    assert report_redact.redact(raw) == shown
 
 
 def test_control_characters_cannot_break_the_xml():
@@ -268,7 +267,7 @@ def test_links_keep_only_http_and_relative_targets():
 
 def test_report_must_be_a_dict():
     with pytest.raises(TypeError, match="report must be a dict"):
-        rh.render_html([], [])
+        rh.render_html([], [], None, TEMPLATE)
 
 
 # --- charts -------------------------------------------------------------------
@@ -416,7 +415,7 @@ def test_many_hosts_limit_the_legend_and_turn_the_table():
     groups = [g for g in svg.iter(S + "g") if g.get("class") == "series"]
     assert len(groups) == 20
     grey = [g for g in groups if g.find(S + "g/" + S + "circle") is not None
-            and g.find(S + "g/" + S + "circle").get("fill") == rh.OTHER_COLOUR]
+            and g.find(S + "g/" + S + "circle").get("fill") == report_svg.OTHER_COLOUR]
     assert len(grey) == 12
     table = next(root.iter(X + "table"))
     assert [text(th) for th in table.iter(X + "th") if th.get("scope") == "col"][1:3] == ["health", "error_monitoring"]
@@ -452,17 +451,17 @@ def production_daily_names():
 
 
 def test_history_is_the_last_30_runs_of_the_schedule_and_environment():
-    scan = rh.scan_history(ROOT, "daily", "production", now=NOW)
+    scan = report_history.scan_history(ROOT, "daily", "production", now=NOW)
     assert scan.unreadable == []
     assert [r["run_id"] for r in scan.reports] == production_daily_names()[-30:]
-    assert rh.load_history(ROOT, "daily", "production", now=NOW) == scan.reports
-    everyone = rh.load_history(ROOT, "daily", now=NOW)
+    assert report_history.load_history(ROOT, "daily", "production", now=NOW) == scan.reports
+    everyone = report_history.load_history(ROOT, "daily", now=NOW)
     assert len(everyone) == 30 and "staging" in {r["environment"] for r in everyone}
-    assert len(rh.load_history(ROOT, "daily", "production", last_runs=5)) == 5
+    assert len(report_history.load_history(ROOT, "daily", "production", last_runs=5)) == 5
 
 
 def test_quarterly_history_is_every_report_of_the_quarter():
-    reports = rh.load_history(ROOT, "quarterly", "production", now=NOW)
+    reports = report_history.load_history(ROOT, "quarterly", "production", now=NOW)
     since = NOW - datetime.timedelta(days=92)
     expected = []
     for schedule in sorted(os.listdir(ROOT)):
@@ -476,9 +475,9 @@ def test_quarterly_history_is_every_report_of_the_quarter():
     assert sorted(r["run_id"] for r in reports) == sorted(expected)
     assert len(reports) > 30
     assert {r["schedule"] for r in reports} == {"daily", "weekly", "monthly"}  # the quarterly run is older
-    times = [rh.report_time(r) for r in reports]
+    times = [report_history.report_time(r) for r in reports]
     assert times == sorted(times) and min(times) >= since
-    assert len(rh.load_history(ROOT, "quarterly", "production", now=NOW, quarter_days=7)) < len(reports)
+    assert len(report_history.load_history(ROOT, "quarterly", "production", now=NOW, quarter_days=7)) < len(reports)
 
 
 @pytest.fixture
@@ -497,7 +496,7 @@ def test_corrupt_files_are_skipped_and_counted_and_non_reports_ignored(root_copy
     (daily / ".tmp-abc.json").write_text("{")
     newest = production_daily_names()[-1]
     os.symlink(newest + ".json", str(daily / "latest.json"))
-    scan = rh.scan_history(str(root_copy), "daily", "production", now=NOW)
+    scan = report_history.scan_history(str(root_copy), "daily", "production", now=NOW)
     assert sorted(scan.unreadable) == ["daily/20261201T230000.000000Z-production-broken.json",
                                        "daily/20261201T230001.000000Z-production-binary.json"]
     ids = [r["run_id"] for r in scan.reports]
@@ -513,17 +512,17 @@ def test_symlinks_out_of_the_root_are_never_followed(root_copy, tmp_path):
     os.symlink(str(outside / "evil.json"), str(root_copy / "daily" / "20261231T000000.000000Z-production-evil.json"))
     os.symlink(str(outside), str(root_copy / "evil"))
     for schedule in ("daily", "quarterly", "evil"):
-        reports = rh.load_history(str(root_copy), schedule, "production", now=NOW)
+        reports = report_history.load_history(str(root_copy), schedule, "production", now=NOW)
         assert "evil" not in {r["run_id"][-4:] for r in reports}
     # The same file, copied in as a regular file, is read: the link was the reason.
     shutil.copy(str(outside / "evil.json"), str(root_copy / "daily" / "20261231T000000.000000Z-production-real.json"))
-    assert rh.load_history(str(root_copy), "daily", "production", now=NOW)[-1]["run_id"].endswith("-evil")
+    assert report_history.load_history(str(root_copy), "daily", "production", now=NOW)[-1]["run_id"].endswith("-evil")
 
 
 def test_a_missing_root_is_an_empty_history_and_bad_names_are_refused(tmp_path):
-    assert rh.scan_history(str(tmp_path / "nothing"), "daily") == ([], [])
+    assert report_history.scan_history(str(tmp_path / "nothing"), "daily") == ([], [])
     with pytest.raises(ValueError, match="schedule '../daily'"):
-        rh.load_history(ROOT, "../daily")
+        report_history.load_history(ROOT, "../daily")
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="cannot be opened as a directory"):
-        rh.load_history(str(tmp_path / "file"), "daily")
+        report_history.load_history(str(tmp_path / "file"), "daily")
