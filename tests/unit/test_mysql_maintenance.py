@@ -21,6 +21,8 @@ from tests.conftest import REPO, load_module
 from tests.helpers import require
 
 mm = load_module("mysql_maintenance")
+# The module's helpers live in module_utils, one file per concern.
+from ansible.module_utils import mysql_connect, mysql_schema  # noqa: E402
 DB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 LOGIN = {"login_host": "127.0.0.1", "login_port": 3306, "login_user": "root", "login_password": "",
          "config_file": "/nonexistent/.my.cnf"}
@@ -113,7 +115,7 @@ def maintain_args(name, backups, **extra):
     ("user_preference", "user_preferences"),
 ])
 def test_model_names_resolve_to_the_backends_tables(requested, table):
-    assert mm.resolve_tables([requested], BACKEND_TABLES, "bemore") == {requested: table}
+    assert mysql_schema.resolve_tables([requested], BACKEND_TABLES, "bemore") == {requested: table}
 
 
 @pytest.mark.parametrize("requested, existing, table", [
@@ -125,7 +127,7 @@ def test_model_names_resolve_to_the_backends_tables(requested, table):
     ("sessions", ["Session", "sessions"], "sessions"),
 ])
 def test_plural_forms_and_exact_spelling(requested, existing, table):
-    assert mm.resolve_tables([requested], existing, "s") == {requested: table}
+    assert mysql_schema.resolve_tables([requested], existing, "s") == {requested: table}
 
 
 @pytest.mark.parametrize("requested, existing, message", [
@@ -140,7 +142,7 @@ def test_plural_forms_and_exact_spelling(requested, existing, table):
 ])
 def test_unknown_and_ambiguous_names_are_refused_naming_the_schema_and_its_tables(requested, existing, message):
     with pytest.raises(ValueError) as exc:
-        mm.resolve_tables([requested], existing, "bemore")
+        mysql_schema.resolve_tables([requested], existing, "bemore")
     text = str(exc.value)
     assert message in text and "schema 'bemore'" in text
     assert "the schema's tables are: " + ", ".join(sorted(existing)) in text
@@ -150,12 +152,12 @@ def test_unknown_and_ambiguous_names_are_refused_naming_the_schema_and_its_table
                                      u"us\u00e9rs", u"\u212aeys", "a" * 65, "", "users -- x", "users\n"])
 def test_hostile_names_never_resolve(hostile):
     with pytest.raises(ValueError) as exc:
-        mm.resolve_tables([hostile], BACKEND_TABLES + [hostile], "bemore")
+        mysql_schema.resolve_tables([hostile], BACKEND_TABLES + [hostile], "bemore")
     assert "does not look like a table name" in str(exc.value)
 
 
 def test_the_mapping_is_shown_as_arrows():
-    assert mm.mapping_text({"User": "users", "sessions": "sessions"}) == u"User \u2192 users, sessions"
+    assert mysql_schema.mapping_text({"User": "users", "sessions": "sessions"}) == u"User \u2192 users, sessions"
 
 
 # --- range rules (plain function) ---------------------------------------------------
@@ -197,8 +199,8 @@ def test_backup_rules_apply_only_when_backing_up():
 
 # --- the decision (plain function) ---------------------------------------------------
 
-ROWS = [mm.table_row("sessions", "InnoDB", 600, 3 * MB, MB // 4, 5 * MB, False),
-        mm.table_row("users", "InnoDB", 20, 16384, 65536, 0, False)]
+ROWS = [mysql_schema.table_row("sessions", "InnoDB", 600, 3 * MB, MB // 4, 5 * MB, False),
+        mysql_schema.table_row("users", "InnoDB", 20, 16384, 65536, 0, False)]
 BACKUP = {"file": "/b/bemore-20261202.sql.gz", "action": "taken", "verified": True, "size": 40000,
           "tables_found": 6, "removed": [], "created_dir": True, "error": None}
 
@@ -573,7 +575,7 @@ def test_the_password_never_reaches_a_command_line(run_module, backend, odd_pass
 
 
 def test_the_option_file_quotes_what_the_client_reads():
-    text = mm.option_file_text(dict(GOOD, login_user="maint", login_password='p"w\\x\ny', login_host="db.internal",
+    text = mysql_connect.option_file_text(dict(GOOD, login_user="maint", login_password='p"w\\x\ny', login_host="db.internal",
                                     login_port=3307, login_unix_socket=None, ca_cert=None, client_cert=None,
                                     client_key=None, check_hostname=True))
     assert text == '[client]\nuser="maint"\npassword="p\\"w\\\\x\\ny"\nhost="db.internal"\nport=3307\nprotocol=TCP\n'
@@ -733,10 +735,10 @@ def test_verify_backup(run_module, schema, tmp_path):
 
 @pytest.mark.parametrize("name", ["ok_name", "User", "a$b", "T1"])
 def test_quote_identifier_accepts(name):
-    assert mm.quote_identifier(name) == "`%s`" % name
+    assert mysql_schema.quote_identifier(name) == "`%s`" % name
 
 
 @pytest.mark.parametrize("name", ["", "a b", "x`y", "a;b", "a" * 65, u"\u00e9", "a.b", "a'b"])
 def test_quote_identifier_refuses(name):
     with pytest.raises(ValueError):
-        mm.quote_identifier(name)
+        mysql_schema.quote_identifier(name)
