@@ -46,6 +46,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CORE = os.path.join(REPO, "module_utils", "bemore_logs.py")
+LINES = os.path.join(REPO, "module_utils", "bemore_log_lines.py")
 
 LINES = int(os.environ.get("BENCH_LINES", "4000000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -123,10 +124,12 @@ def make_log(path, lines, seed=7):
 
 
 CHILD = r"""
-import importlib.util, json, resource, sys, time
-spec = importlib.util.spec_from_file_location("bemore_logs", sys.argv[1])
-core = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(core)
+import importlib.util, json, os, resource, sys, time
+for name in ("bemore_log_lines", "bemore_logs"):  # as Ansible ships them: bemore_logs imports the other
+    spec = importlib.util.spec_from_file_location("ansible.module_utils." + name,
+                                                  os.path.join(os.path.dirname(sys.argv[1]), name + ".py"))
+    core = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core)
 started = time.perf_counter()
 result = core.scan_files([sys.argv[2]], {}, budget_s=3600)
 elapsed = time.perf_counter() - started
@@ -248,9 +251,10 @@ for i in range(n):
 
 JOURNAL_CHILD = r"""
 import importlib.util, json, resource, sys, time
-spec = importlib.util.spec_from_file_location("bemore_logs", "/root/bemore_logs.py")
-core = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(core)
+for name in ("bemore_log_lines", "bemore_logs"):
+    spec = importlib.util.spec_from_file_location("ansible.module_utils." + name, "/root/%s.py" % name)
+    core = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core)
 started, cpu = time.perf_counter(), time.process_time()
 result = core.scan_journal("bench-emitter", {}, budget_s=3600, window_s=300)
 print(json.dumps({"elapsed": time.perf_counter() - started, "cpu": time.process_time() - cpu,
@@ -303,7 +307,8 @@ def journal_bench():
             time.sleep(0.5)
         sh("mkdir -p /etc/systemd/journald.conf.d && printf '[Journal]\\nRateLimitBurst=0\\nRateLimitIntervalSec=0\\n'"
            " > /etc/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald")
-        subprocess.run(["podman", "cp", CORE, "%s:/root/bemore_logs.py" % name], env=env, check=True)
+        for path in (CORE, LINES):
+            subprocess.run(["podman", "cp", path, "%s:/root/%s" % (name, os.path.basename(path))], env=env, check=True)
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
             handle.write(EMITTER)
         subprocess.run(["podman", "cp", handle.name, "%s:/root/emitter.py" % name], env=env, check=True)

@@ -26,6 +26,7 @@ from tests.helpers import REPO, register_module_utils, require
 
 register_module_utils()
 from ansible.module_utils import bemore_logs as core  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import bemore_log_lines as lines_core  # noqa: E402  pylint: disable=wrong-import-position
 
 ESC = "\x1b"
 OBSERVED_LOG = os.path.join(REPO, "tests", "fixtures", "observed", "real-app.log")
@@ -58,16 +59,16 @@ def write(path, text, mode="a"):
 
 def test_strip_ansi_on_text_and_bytes():
     line = eh_line("ERROR", "2026-12-02T09:46:05.110Z", "express", "UNKNOWN", "Validation failed")
-    assert core.strip_ansi(line) == "[ERROR] 2026-12-02T09:46:05.110Z [express] (UNKNOWN) Validation failed"
-    assert core.strip_ansi(line.encode()) == b"[ERROR] 2026-12-02T09:46:05.110Z [express] (UNKNOWN) Validation failed"
+    assert lines_core.strip_ansi(line) == "[ERROR] 2026-12-02T09:46:05.110Z [express] (UNKNOWN) Validation failed"
+    assert lines_core.strip_ansi(line.encode()) == b"[ERROR] 2026-12-02T09:46:05.110Z [express] (UNKNOWN) Validation failed"
 
 
 @pytest.mark.parametrize("prefix", ["", "2026-12-02T09:46:05+0000 api-1 node[123]: ", "MESSAGE="])
 def test_parse_line_reads_the_error_handler_layout(prefix):
     line = prefix + eh_line("CRITICAL", "2026-12-02T09:46:05.110Z", "db", "DATABASE", "database connection lost")
-    assert core.parse_line(line) == {"level": "CRITICAL", "time": "2026-12-02T09:46:05.110Z", "module": "db",
+    assert lines_core.parse_line(line) == {"level": "CRITICAL", "time": "2026-12-02T09:46:05.110Z", "module": "db",
                                      "type": "DATABASE", "message": "database connection lost"}
-    assert core.parse_line(line.encode()) == core.parse_line(line)
+    assert lines_core.parse_line(line.encode()) == lines_core.parse_line(line)
 
 
 @pytest.mark.parametrize("line", [
@@ -77,7 +78,7 @@ def test_parse_line_reads_the_error_handler_layout(prefix):
     access("GET", "/api/errors/stats?level=[ERROR]", 200),
 ])
 def test_level_words_outside_the_layout_are_not_error_lines(line):
-    assert core.parse_line(line) is None
+    assert lines_core.parse_line(line) is None
 
 
 @pytest.mark.parametrize("line,sig", [
@@ -99,8 +100,8 @@ def test_level_words_outside_the_layout_are_not_error_lines(line):
      "WARN [auth] (AUTH) unauthorized token for user <uuid>"),
 ])
 def test_signature_of_error_handler_lines(line, sig):
-    assert core.signature(line) == sig
-    assert ESC not in core.signature(line)
+    assert lines_core.signature(line) == sig
+    assert ESC not in lines_core.signature(line)
 
 
 @pytest.mark.parametrize("line,sig", [
@@ -115,13 +116,13 @@ def test_signature_of_error_handler_lines(line, sig):
     ("ERROR mail to bob@example.test failed", "ERROR mail to <email> failed"),
 ])
 def test_signature_of_other_lines_normalises_variable_parts(line, sig):
-    assert core.signature(line) == sig
+    assert lines_core.signature(line) == sig
 
 
 def test_signature_groups_lines_that_differ_only_in_values():
-    a = core.signature(eh_line("CRITICAL", "2026-12-02T09:46:05.110Z", "db", "DATABASE", "deadlock; retrying (attempt 2)"))
-    b = core.signature(eh_line("CRITICAL", "2026-12-02T09:47:15.004Z", "db", "DATABASE", "deadlock; retrying (attempt 13)"))
-    c = core.signature(eh_line("CRITICAL", "2026-12-02T09:47:15.004Z", "db", "DATABASE", "connection refused"))
+    a = lines_core.signature(eh_line("CRITICAL", "2026-12-02T09:46:05.110Z", "db", "DATABASE", "deadlock; retrying (attempt 2)"))
+    b = lines_core.signature(eh_line("CRITICAL", "2026-12-02T09:47:15.004Z", "db", "DATABASE", "deadlock; retrying (attempt 13)"))
+    c = lines_core.signature(eh_line("CRITICAL", "2026-12-02T09:47:15.004Z", "db", "DATABASE", "connection refused"))
     assert a == b != c
 
 
@@ -145,11 +146,11 @@ def test_a_chunk_of_messages_normalises_as_each_line_alone(tmp_path):
     write(log, "\n".join(lines) + "\n")
     got = core.scan_files([str(log)], {})
     assert got["signatures_overflow"] == 0
-    assert {s["signature"]: s["count"] for s in got["signatures"]} == collections.Counter(map(core.signature, lines))
+    assert {s["signature"]: s["count"] for s in got["signatures"]} == collections.Counter(map(lines_core.signature, lines))
 
 
 def test_signatures_beyond_the_limit_are_counted_not_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(core, "MAX_SIGNATURES", 5)
+    monkeypatch.setattr(lines_core, "MAX_SIGNATURES", 5)
     log = tmp_path / "app.log"
     write(log, "".join(eh_line("ERROR", "2026-12-02T09:46:05.110Z", "m%s" % chr(97 + i), "UNKNOWN", "x") + "\n"
                        for i in range(8)))
@@ -174,12 +175,12 @@ def reference(text):
         if match:
             code = match.group(1)
             status["other" if code == "-" or code[0] == "1" else code[0] + "xx"] += 1
-        match = HANDLER_LINE.search(core.strip_ansi(line))
+        match = HANDLER_LINE.search(lines_core.strip_ansi(line))
         if match:
             levels[match.group(1)] += 1
     return {"lines": len(lines), "requests": sum(status.values()), "status_other": status.pop("other", 0),
-            "status": {k: status.get(k, 0) for k in core.STATUS_CLASSES},
-            "levels": {k: levels.get(k, 0) for k in core.LEVELS}, "errors": levels["ERROR"] + levels["CRITICAL"]}
+            "status": {k: status.get(k, 0) for k in lines_core.STATUS_CLASSES},
+            "levels": {k: levels.get(k, 0) for k in lines_core.LEVELS}, "errors": levels["ERROR"] + levels["CRITICAL"]}
 
 
 def figures(result):
@@ -199,7 +200,7 @@ def test_a_real_backend_log(tmp_path):
     critical = [s for s in result["signatures"] if s["level"] == "CRITICAL"]
     assert critical[0]["sample"].endswith("| at JSON.parse (<anonymous>)")
     assert ESC not in json.dumps(result, ensure_ascii=False)
-    times = re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", core.strip_ansi(text))
+    times = re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines_core.strip_ansi(text))
     assert (result["first_time"], result["last_time"]) == (min(times), max(times))
 
 
@@ -657,9 +658,9 @@ def test_recorded_journal_entries(journal):
                          "CRITICAL [db] (DATABASE) database connection lost after <n> retries"}
     assert sigs["CRITICAL [db] (DATABASE) database connection lost after <n> retries"]["sample"].endswith(
         "| at Object.<anonymous> (/root/record.js:12:21)")
-    assert result["first_time"] == core._iso_from_us(entries[0]["realtime"])
-    assert result["last_time"] == core._iso_from_us(entries[-1]["realtime"])
-    assert result["window"] == {"seconds": 300, "since": core._iso_from_us(int((now - 300) * 1e6)), "requests": 5,
+    assert result["first_time"] == lines_core.iso_from_us(entries[0]["realtime"])
+    assert result["last_time"] == lines_core.iso_from_us(entries[-1]["realtime"])
+    assert result["window"] == {"seconds": 300, "since": lines_core.iso_from_us(int((now - 300) * 1e6)), "requests": 5,
                                 "errors": 3, "status": result["status"], "complete": True,
                                     "own_requests": 0, "own_errors": 0}
     assert ESC not in json.dumps(result, ensure_ascii=False)
@@ -768,9 +769,10 @@ for i in range(n):
 
 DRIVER = r"""
 import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("bemore_logs", "/root/bemore_logs.py")
-core = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(core)
+for name in ("bemore_log_lines", "bemore_logs"):  # as Ansible ships them: bemore_logs imports the other
+    spec = importlib.util.spec_from_file_location("ansible.module_utils." + name, "/root/%s.py" % name)
+    core = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core)
 core.CHUNK_BYTES = 64 * 1024
 full = core.scan_journal("bemore-logs-test", {})
 runs, position = [], {}
@@ -813,6 +815,7 @@ def test_the_real_journald_in_the_testbed_container(tmp_path):
             time.sleep(0.5)
         (tmp_path / "emitter.py").write_text(EMITTER)
         for src, dst in ((os.path.join(REPO, "module_utils", "bemore_logs.py"), "/root/bemore_logs.py"),
+                         (os.path.join(REPO, "module_utils", "bemore_log_lines.py"), "/root/bemore_log_lines.py"),
                          (str(tmp_path / "emitter.py"), "/root/emitter.py")):
             subprocess.run(["podman", "cp", src, "%s:%s" % (name, dst)], env=env, check=True)
         sh("mkdir -p /etc/systemd/journald.conf.d && printf '[Journal]\\nRateLimitBurst=0\\n'"

@@ -11,6 +11,7 @@ register_module_utils()
 
 from ansible.module_utils import bemore_api  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils import bemore_checks  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import bemore_log_lines  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils import bemore_logs  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils import bemore_steps as steps  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -29,8 +30,8 @@ OWN = bemore_api.RUNBOOK_REQUEST_ID_PREFIX
 # --- item 1: the log core leaves the runbook's own traffic out ------------------------
 
 def test_the_log_core_knows_the_clients_request_id_prefix_and_probe_origin():
-    assert bemore_logs.OWN_REQUEST_ID.decode() == bemore_api.RUNBOOK_REQUEST_ID_PREFIX
-    assert bemore_logs.OWN_PROBE_ORIGIN.decode() in bemore_checks.DEFAULT_PROBE_ORIGIN
+    assert bemore_log_lines.OWN_REQUEST_ID.decode() == bemore_api.RUNBOOK_REQUEST_ID_PREFIX
+    assert bemore_log_lines.OWN_PROBE_ORIGIN.decode() in bemore_checks.DEFAULT_PROBE_ORIGIN
 
 
 def test_own_access_lines_and_the_probes_cors_error_are_left_out_and_counted_apart():
@@ -49,7 +50,7 @@ def test_own_access_lines_and_the_probes_cors_error_are_left_out_and_counted_apa
         error_line("CORS policy: Origin https://evil.example/bemore-runbook-probe is not allowed"),
         error_line("Validation failed"),
     ]
-    tally = bemore_logs.Tally()
+    tally = bemore_log_lines.Tally()
     tally.feed(b"\n".join(lines) + b"\n")
     window = tally.window()
     # The runbook's own 503 counts: a 5xx is a backend failure whoever asked.
@@ -508,7 +509,7 @@ def test_a_look_alike_probe_origin_is_counted():
              error_line("CORS policy: Origin https://bemore-runbook-probe.evil.com is not allowed"),
              error_line("CORS policy: Origin https://bemore-runbook-probe.invalid.evil.com is not allowed"),
              error_line("CORS policy: Origin http://bemore-runbook-probe.invalid is not allowed")]
-    tally = bemore_logs.Tally()
+    tally = bemore_log_lines.Tally()
     tally.feed(b"\n".join(lines) + b"\n")
     assert (tally.errors, tally.own_errors) == (3, 1)
 
@@ -539,7 +540,7 @@ def test_a_5xx_storm_with_a_spoofed_prefix_counts_in_the_5xx_fallback():
     lines = [b"GET /api/x 500 20 - 3.0 ms reqId=" + OWN.encode() + b"spoof%d" % i for i in range(30)]
     lines += [b"GET /api/y 200 20 - 3.0 ms reqId=5c1a0d62-0b3e-4b8e-9d0c-6f1e2b3a4c%02d" % i for i in range(70)]
     lines += [b"GET /health 200 95 - 1.2 ms reqId=" + OWN.encode() + b"own%d" % i for i in range(5)]
-    tally = bemore_logs.Tally()
+    tally = bemore_log_lines.Tally()
     tally.feed(b"\n".join(lines) + b"\n")
     window = dict(tally.window(), label="w")
     assert window["requests"] == 100 and window["own_requests"] == 5 and window["errors"] == 0
