@@ -160,7 +160,7 @@ def backup_schema(module, tables):
 
 
 def prune_backups(folder, schema, keep, current, check_mode):
-    """Remove the oldest backups of ``schema`` beyond ``keep``; return (removed, errors), removing nothing in check mode.
+    """Remove the oldest backups of ``schema`` beyond ``keep``; return (removed, errors); in check mode remove none.
 
     The period's backup ``current`` counts towards what is kept, whether taken
     now or (check mode) not yet.

@@ -292,11 +292,11 @@ def render_html(report, history, options=None, template=None):
     - ``legend_hosts``: how many hosts get a colour and a legend entry (8);
     - ``history_label``: text describing what the charts cover.
     """
-    view = page_view(report, history, options)
     if not HAS_JINJA2:
         raise RuntimeError("the HTML page needs Jinja2, which this Python (the controller's has it) lacks")
     if not isinstance(template, str) or not template.strip():
         raise ValueError("template must be the text of the page template (report.html.j2)")
+    view = page_view(report, history, options)
     view["charts"]["svgs"] = [Markup(svg) for svg in view["charts"]["svgs"]]  # drawn and escaped by report_svg
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       keep_trailing_newline=True)

@@ -142,3 +142,17 @@ def test_the_gate(run_module, tmp_path):
     assert not report(run_module, tmp_path, critical, fail_on="never")["gate_failed"]
     assert not report(run_module, tmp_path, critical, gate_steps=["incident_response"])["gate_failed"]
     assert report(run_module, tmp_path, SWEEP, completed=[])["gate_failed"]  # a host that did not finish
+
+
+def test_the_html_page_is_rendered_from_the_template_passed_in_and_its_absence_is_named(run_module, tmp_path):
+    with open(os.path.join(REPO, "roles", "report", "templates", "report.html.j2"), encoding="utf-8") as handle:
+        template = handle.read()
+    result = report(run_module, tmp_path, SWEEP, html_template=template)
+    assert result["html_error"] is None
+    with open(result["paths"]["html"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert page.startswith("<!DOCTYPE html>") and "Verdict: OK" in page and result["report"]["run_id"] in page
+    # Run without its action plugin (no template): the JSON and Markdown report are written, the page's absence named.
+    bare = report(run_module, tmp_path / "bare", SWEEP)
+    assert bare["paths"]["json"] and "html" not in bare["paths"] and not bare["gate_failed"]
+    assert "no page template" in bare["html_error"]
