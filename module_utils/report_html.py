@@ -155,9 +155,9 @@ def _cell(data, name, anchor_base):
     for index, step in enumerate(steps_of(data)):
         if str(step.get("step", "unnamed")) == name:
             problems = step.get("problems") if isinstance(step.get("problems"), list) else []
-            return {"missing": None, "status": _status(step.get("status")), "severity": _severity(step.get("severity")),
-                    "problems": len([p for p in problems if p]), "anchor": "%s-s%d" % (anchor_base, index),
-                    "summary": clean_text(step.get("summary"))}
+            return {"missing": None, "status": _status(step.get("status")),
+                    "severity": _severity(step.get("severity")), "problems": len([p for p in problems if p]),
+                    "anchor": "%s-s%d" % (anchor_base, index), "summary": clean_text(step.get("summary"))}
     return {"missing": "not_reached" if _incomplete(data) else "not_part"}
 
 

@@ -60,6 +60,15 @@ def lock_holder(env):
         return None
 
 
+def report_page(env, report):
+    """The HTML page written beside a report (the callback renders it from the report role's template)."""
+    path = os.path.join(env["BEMORE_REPORT_DIR"], report["schedule"], report["run_id"] + ".html")
+    with open(path, encoding="utf-8") as handle:
+        page = handle.read()
+    assert page.startswith("<!DOCTYPE html>") and report["run_id"] in page
+    return page
+
+
 def run_after(env, dead_run_id, *args):
     """Start daily.yml at once after a dead run; return (its result, seconds until it held the lock).
 
@@ -87,6 +96,7 @@ def test_a_cancelled_run_reports_itself_interrupted_and_the_next_run_starts_at_o
     assert report["interrupted"] is True and report["worst_status"] == "failed"
     assert signal.Signals(sig).name in report["interruption"]["reason"]
     assert steps(report)["health"]["status"] == "ok"  # what it had found is kept
+    assert "Interrupted run." in report_page(ansible_env, report)  # the callback renders the page too
     assert os.path.exists(lock_file(ansible_env))  # the killed run could not release it
     again, took = run_after(ansible_env, report["run_id"], "--tags", "health")
     assert again.returncode == 0, again.stdout[-3000:]
@@ -177,6 +187,7 @@ def test_a_live_runs_lock_stops_a_schedule_with_its_own_report_and_incident_brea
     # Written with the run's own report settings.
     (path,) = glob.glob(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "daily", report["run_id"] + ".json"))
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o640)
+    assert "1 host did not complete the run" in report_page(ansible_env, report)  # the callback renders the page too
     assert lock_holder(ansible_env) == "hung-run"  # left alone
 
     broke = play("incident.yml", ansible_env, "--tags", "identify", "-e", "maintenance_lock_break=true")
