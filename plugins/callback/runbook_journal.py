@@ -195,7 +195,9 @@ class CallbackModule(CallbackBase):
             with open(_PAGE_TEMPLATE, encoding="utf-8") as handle:
                 template = handle.read()
             html = sys.modules.get("ansible.module_utils.report_html").render_html(report, history, None, template)
-        except Exception:  # pylint: disable=broad-except
+        except Exception as exc:  # pylint: disable=broad-except
+            # The JSON and Markdown report are what matters now; the missing page is named, not fatal.
+            self._display.warning("runbook_journal: the report's HTML page could not be rendered: %s" % exc)
             html = None
         # keep=0: the next report of the schedule prunes with its own setting.
         paths = core.write_report(report, self._run["report_dir"], html, keep=0,
