@@ -22,6 +22,7 @@ import functools
 import http.client
 import json
 import math
+import os
 import re
 import socket
 import ssl
@@ -31,7 +32,9 @@ import uuid
 
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urljoin, urlsplit
-from urllib.request import HTTPHandler, HTTPRedirectHandler, HTTPSHandler, Request, build_opener
+from urllib.request import HTTPHandler, HTTPSHandler, ProxyHandler, Request, build_opener
+
+from ansible.module_utils.urls import HTTPRedirectHandler, make_context
 
 # The guide's eight categories. The backend's /api/monitoring/errors/{CATEGORY}
 # counts the entries whose own ``type`` equals the category, so its total is
@@ -303,11 +306,28 @@ class _BoundedHTTPSHandler(HTTPSHandler):
                             context=self.bemore_context)
 
 
-class _NoRedirect(HTTPRedirectHandler):
-    """Every redirect comes back to the client as its 3xx answer; Client decides."""
+@functools.lru_cache(maxsize=16)
+def tls_context(validate_certs=True, ca_path=None, client_cert=None, client_key=None):
+    """The SSL context ansible's ``uri`` builds from the same options (``make_context``).
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    ``ca_path``: a PEM bundle trusted instead of the system's; ``client_cert``
+    (and ``client_key`` when the key is not in the same file): the client
+    certificate presented when the server asks for one. ValueError naming the
+    file that cannot be used. One context per set of options serves every
+    host and thread of a run (reading the system's CAs takes a while).
+    """
+    for name, path in (("ca_path", ca_path), ("client_cert", client_cert), ("client_key", client_key)):
+        if path is not None and not os.path.isfile(path):
+            raise ValueError("%s %r is not a file" % (name, path))
+    if client_key and not client_cert:
+        raise ValueError("client_key is set without client_cert")
+    try:
+        return make_context(cafile=ca_path, validate_certs=validate_certs, client_cert=client_cert,
+                            client_key=client_key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        files = ", ".join("%s %s" % (n, v) for n, v in (("ca_path", ca_path), ("client_cert", client_cert),
+                                                         ("client_key", client_key)) if v)
+        raise ValueError("cannot use the TLS files (%s): %s" % (files, exc))
 
 
 def _read_body(resp, deadline):
@@ -373,7 +393,8 @@ class Client(object):
     IDEMPOTENT = ("GET", "HEAD", "OPTIONS")
 
     def __init__(self, base_url, timeout=10.0, retries=2, backoff=0.5, validate_certs=True,
-                 headers=None, api_token=None, user_agent="bemore-runbooks"):
+                 headers=None, api_token=None, user_agent="bemore-runbooks", ca_path=None, client_cert=None,
+                 client_key=None):
         self.base_url = check_base_url(base_url)
         self.origin = origin_of(self.base_url)
         self.timeout = float(timeout)
@@ -388,13 +409,14 @@ class Client(object):
         if api_token:
             self.headers["Authorization"] = "Bearer %s" % api_token
         self.validate_certs = validate_certs
-        handlers = [_BoundedHTTPHandler(), _NoRedirect()]
-        if self.base_url.startswith("https"):
-            ctx = ssl.create_default_context()
-            if not validate_certs:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            handlers.append(_BoundedHTTPSHandler(ctx))
+        # The TLS options, as given: a client made from this one (the session end) reuses them.
+        self.tls = {"ca_path": ca_path or None, "client_cert": client_cert or None, "client_key": client_key or None}
+        self.context = tls_context(bool(validate_certs), **self.tls) if self.base_url.startswith("https") else None
+        # Proxies from the environment (https_proxy, http_proxy, no_proxy), as ansible's uri reads them;
+        # redirects come back as their 3xx answer (follow_redirects none) and request() decides.
+        handlers = [ProxyHandler(), _BoundedHTTPHandler(), HTTPRedirectHandler("none")]
+        if self.context is not None:
+            handlers.append(_BoundedHTTPSHandler(self.context))
         self._opener = build_opener(*handlers)
 
     def max_wall_time(self):
@@ -528,13 +550,17 @@ def client_argument_spec():
         headers=dict(type="dict", default={}),
         retries=dict(type="int", default=2),
         backoff=dict(type="float", default=0.5),
+        ca_path=dict(type="path"),
+        client_cert=dict(type="path"),
+        client_key=dict(type="path"),
     )
 
 
 def client_from_params(p):
     """A Client from a module's connection options; ValueError naming the bad one."""
     return Client(p["base_url"], timeout=p["timeout"], retries=p["retries"], backoff=p["backoff"],
-                  validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"])
+                  validate_certs=p["validate_certs"], headers=p["headers"], api_token=p["api_token"],
+                  ca_path=p.get("ca_path"), client_cert=p.get("client_cert"), client_key=p.get("client_key"))
 
 
 def expect_json(resp, endpoint):
