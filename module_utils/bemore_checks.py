@@ -35,6 +35,7 @@ from ansible.module_utils.bemore_api import (
     session_end_path,
 )
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_common import median
 
 try:
     from cryptography import x509
@@ -131,18 +132,11 @@ def read_latency(client, paths, samples):
                     break
                 continue
             mine.append((time.monotonic() - started) * 1000.0)
-        endpoints[path] = {"samples": len(mine), "median_ms": _median(mine), "max_ms": round(max(mine), 1) if mine else None}
+        endpoints[path] = {"samples": len(mine), "median_ms": round(median(mine), 1) if mine else None,
+                           "max_ms": round(max(mine), 1) if mine else None}
         times.extend(mine)
     return {"times_ms": [round(t, 2) for t in times], "failed": failed, "failures": failures, "endpoints": endpoints,
             "rate_limited": limited, "stopped_after_timeout": stopped}
-
-
-def _median(values):
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return round(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0, 1)
 
 
 def read_cors(client, path, frontend, foreign):
