@@ -44,7 +44,8 @@ import sys
 
 from ansible.plugins.callback import CallbackBase
 
-_UTILS = ("runbook_clock", "bemore_api", "bemore_steps", "report_html", "runbook_core")
+# In import order: each one imports only those before it.
+_UTILS = ("runbook_common", "runbook_clock", "bemore_http", "bemore_api", "bemore_steps", "report_html", "runbook_core")
 
 
 def _load_utils():
