@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-# The client, and the names older callers import from here.
-from ansible.module_utils.bemore_http import (  # noqa: F401  pylint: disable=unused-import
+# The client, and the names older callers import from here (parse_time and iso: runbook_common's).
+# pylint: disable=unused-import
+from ansible.module_utils.bemore_http import (
     MAX_BODY, MAX_REDIRECTS, RUNBOOK_REQUEST_ID_PREFIX, TRANSPORT, ApiError, Client, Deadline, Response,
     check_base_url, client_argument_spec, client_from_params, error_message, expect_json, new_request_id, origin_of,
     parse_rate_limit, rate_limited_reason, redact_url, retry_after_s, shown_origin, tls_context,
 )
-from ansible.module_utils.runbook_common import iso, parse_time  # noqa: F401  pylint: disable=unused-import
+from ansible.module_utils.runbook_common import iso, parse_time
+# pylint: enable=unused-import
 
 # The guide's eight categories. The backend's /api/monitoring/errors/{CATEGORY}
 # counts the entries whose own ``type`` equals the category, so its total is
@@ -47,6 +49,7 @@ ENDPOINTS = {
     "session_start": "/api/session/start",
     "session_end": "/api/session/{session_id}/end",
 }
+
 
 class ContractError(ApiError):
     """A 2xx JSON answer that lacks a field the check needs."""

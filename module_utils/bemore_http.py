@@ -293,8 +293,8 @@ def tls_context(validate_certs=True, ca_path=None, client_cert=None, client_key=
         return make_context(cafile=ca_path, validate_certs=validate_certs, client_cert=client_cert,
                             client_key=client_key)
     except (ssl.SSLError, OSError, ValueError) as exc:
-        files = ", ".join("%s %s" % (n, v) for n, v in (("ca_path", ca_path), ("client_cert", client_cert),
-                                                         ("client_key", client_key)) if v)
+        given = (("ca_path", ca_path), ("client_cert", client_cert), ("client_key", client_key))
+        files = ", ".join("%s %s" % (name, path) for name, path in given if path)
         raise ValueError("cannot use the TLS files (%s): %s" % (files, exc))
 
 
