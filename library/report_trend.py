@@ -81,6 +81,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_common import parse_iso as parse_time
 
 METRICS = {
     "performance": {"p95_ms": "p95_ms", "median_ms": "median_ms", "rss_mb": "rss_mb", "cpu_percent": "cpu_percent"},
@@ -88,13 +89,6 @@ METRICS = {
     "error_monitoring": {"error_rate": ("error_rate_percent", "error_rate")},
     "disk_usage": {"disk_used_percent": "used_percent"},
 }
-
-
-def parse_time(text):
-    try:
-        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        return None
 
 
 def collect(paths, since):

@@ -156,14 +156,6 @@ def known_variables(project_dir):
                     "inventory/*/host_vars/*/*.yml"):
         for path in glob.glob(os.path.join(project_dir, pattern)):
             names |= _keys_of(path)
-            if path.endswith("inputs.yml"):
-                try:
-                    with open(path) as fh:
-                        for value in (yaml.safe_load(fh) or {}).values():
-                            if isinstance(value, dict):
-                                names |= set(value)
-                except (OSError, yaml.YAMLError):
-                    pass
     return names
 
 

@@ -61,6 +61,15 @@ options:
     description: Verify the API's TLS certificate.
     type: bool
     default: true
+  ca_path:
+    description: PEM file of the certificate authorities trusted for the API instead of the system's.
+    type: path
+  client_cert:
+    description: PEM file of the client certificate the API asks for; it may hold the key as well.
+    type: path
+  client_key:
+    description: PEM file of the private key of O(client_cert), when that file does not hold it.
+    type: path
   webhook_url:
     description: C(controller) - the notification webhook; empty sends nothing.
     type: str
@@ -214,6 +223,9 @@ def main():
             api_token=dict(type="str", no_log=True),
             api_timeout=dict(type="float", default=10),
             validate_certs=dict(type="bool", default=True),
+            ca_path=dict(type="path"),
+            client_cert=dict(type="path"),
+            client_key=dict(type="path"),
             webhook_url=dict(type="str", no_log=True),
             notify_test=dict(type="bool", default=True),
             become_expected=dict(type="bool", default=False),

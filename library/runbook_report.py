@@ -209,7 +209,8 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.bemore_steps import STATUS_RANK, STEP_OF_ROLE, worst_status
+from ansible.module_utils.bemore_steps import STEP_OF_ROLE, worst_status
+from ansible.module_utils.runbook_common import STATUS_RANK
 from ansible.module_utils.runbook_core import (
     build_report, commit_state, failure_text, finish_run, journal_failures, journal_read, journal_steps, mark_failed,
     no_step_problem, notify, page_url, playbook_step_tags, report_paths, summary_lines, write_report,

@@ -22,21 +22,27 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.module_utils.bemore_api import (
-    ApiError, Client, Deadline, ENDPOINTS, TRANSPORT, expect_json, parse_cleanup_stats, parse_error_stats, parse_health,
+    ApiError, Client, Deadline, ENDPOINTS, TRANSPORT, expect_json, tls_context, parse_cleanup_stats, parse_error_stats, parse_health,
     parse_monitoring_health, parse_rate_limit, parse_session_start, rate_limited_reason, retry_after_s,
     session_end_path,
 )
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_common import median
+
+try:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # an ansible-core dependency; absent only on a host that does not run the API checks
+    HAS_CRYPTOGRAPHY = False
 
 # The CORS probe's foreign origin: the backend names it in the error line it
 # logs for the refusal, and bemore_logs leaves lines naming a
@@ -126,18 +132,11 @@ def read_latency(client, paths, samples):
                     break
                 continue
             mine.append((time.monotonic() - started) * 1000.0)
-        endpoints[path] = {"samples": len(mine), "median_ms": _median(mine), "max_ms": round(max(mine), 1) if mine else None}
+        endpoints[path] = {"samples": len(mine), "median_ms": round(median(mine), 1) if mine else None,
+                           "max_ms": round(max(mine), 1) if mine else None}
         times.extend(mine)
     return {"times_ms": [round(t, 2) for t in times], "failed": failed, "failures": failures, "endpoints": endpoints,
             "rate_limited": limited, "stopped_after_timeout": stopped}
-
-
-def _median(values):
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return round(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0, 1)
 
 
 def read_cors(client, path, frontend, foreign):
@@ -210,23 +209,19 @@ def probe_rate_limit(client, path, max_requests, stop_at_remaining=0):
     return {"hit": False, "sent": sent}
 
 
-def decode_der(der):
-    """Fields of a certificate that was not verified (validate_certs=false).
+def certificate_dates(der):
+    """{"subject": its common name or None, "not_after": aware UTC datetime} of a DER certificate; ValueError.
 
-    The ssl module parses only verified certificates; its PEM file decoder is
-    the one way to read the dates without a third-party library.
+    Read with ``cryptography`` from the bytes the handshake received, so an
+    unverified certificate (validate_certs false) is read the same way.
     """
+    if not HAS_CRYPTOGRAPHY:
+        raise ValueError("the Python library cryptography is not installed")
     if not der:
-        return {}
-    fd, path = tempfile.mkstemp(suffix=".pem")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(ssl.DER_cert_to_PEM_cert(der))
-        return ssl._ssl._test_decode_cert(path)  # pylint: disable=protected-access
-    except (AttributeError, ssl.SSLError, OSError):
-        return {}
-    finally:
-        os.unlink(path)
+        raise ValueError("the server sent no certificate")
+    cert = x509.load_der_x509_certificate(der)
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return {"subject": str(names[0].value) if names else None, "not_after": cert.not_valid_after_utc}
 
 
 class _Held(object):
@@ -236,15 +231,13 @@ class _Held(object):
         self.sock = sock
 
 
-def read_tls(base_url, timeout, validate):
+def read_tls(base_url, timeout, validate, context=None):
+    """The certificate's expiry of an https base URL (None for http), over ``context`` (the API client's)."""
     parts = urlsplit(base_url)
     if parts.scheme != "https":
         return None
     host, port = parts.hostname, parts.port or 443
-    ctx = ssl.create_default_context()
-    if not validate:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+    ctx = context if context is not None else tls_context(bool(validate))
     # The same total deadline as every API request: a server that sends its
     # handshake a byte at a time never trips the per-operation timeout.
     deadline = Deadline(timeout)
@@ -254,17 +247,18 @@ def read_tls(base_url, timeout, validate):
                 with ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False) as tls:
                     deadline.attach(_Held(tls))
                     tls.do_handshake()
-                    cert = tls.getpeercert() or decode_der(tls.getpeercert(binary_form=True))
+                    der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
         if deadline.expired or isinstance(exc, socket.timeout):
             return {"error": "no TLS handshake with %s within the %gs deadline" % (host, timeout), "days_left": None}
         return {"error": "cannot verify the certificate of %s: %s" % (host, exc), "days_left": None}
-    if not cert or "notAfter" not in cert:
-        return {"error": "cannot read the certificate of %s" % host, "days_left": None}
-    not_after = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), datetime.timezone.utc)
+    try:
+        cert = certificate_dates(der)
+    except ValueError as exc:
+        return {"error": "cannot read the certificate of %s: %s" % (host, exc), "days_left": None}
+    not_after = cert["not_after"]
     days = (not_after - datetime.datetime.fromtimestamp(clock_now(), datetime.timezone.utc)).total_seconds() / 86400.0
-    subject = dict(x[0] for x in cert.get("subject", ()))
-    return {"subject": subject.get("commonName"), "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    return {"subject": cert["subject"], "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "days_left": round(days, 1), "error": None}
 
 
@@ -293,7 +287,7 @@ def read_host(client, wants, cfg, inner_workers=4):
         jobs["latency"] = lambda: read_latency(client, cfg.get("latency_paths") or ["/health"],
                                                int(cfg.get("latency_samples", 5)))
     if "tls" in wants:
-        jobs["tls"] = lambda: read_tls(client.base_url, client.timeout, cfg.get("validate_certs", True))
+        jobs["tls"] = lambda: read_tls(client.base_url, client.timeout, client.validate_certs, client.context)
     if jobs:
         with ThreadPoolExecutor(max_workers=min(inner_workers, len(jobs))) as pool:
             futures = dict((name, pool.submit(fn)) for name, fn in jobs.items())
@@ -371,7 +365,8 @@ def _lost_connection(out):
 def client_for(api, token=None):
     return Client(api["base_url"], timeout=api.get("timeout", 10), retries=api.get("retries", 2),
                   backoff=api.get("backoff", 0.5), validate_certs=api.get("validate_certs", True),
-                  api_token=token or None)
+                  api_token=token or None, ca_path=api.get("ca_path"), client_cert=api.get("client_cert"),
+                  client_key=api.get("client_key"))
 
 
 def sweep(targets, tokens=None, workers=64):
@@ -423,7 +418,7 @@ def run_session(client, body, end_timeout=60.0):
         return {"session_id": None, "ended": False, "error": str(exc), "end_error": None}
     out = {"session_id": session["session_id"], "ended": False, "error": None, "end_error": None}
     ender = Client(client.base_url, timeout=end_timeout, retries=0, headers=client.headers,
-                   validate_certs=client.validate_certs)
+                   validate_certs=client.validate_certs, **client.tls)
     try:
         ender.post_json(session_end_path(session["session_id"]), {})
         out["ended"] = True

@@ -125,17 +125,28 @@ def host_key_item(conn):
                 "check the host's fingerprint out of band, then: %s >> %s" % (scan, files[0] if files else "~/.ssh/known_hosts"))
 
 
-def api_item(base_url, api_token, timeout, validate_certs, where):
-    """One authenticated request to the backend's own health verdict; the token never appears in the result."""
+def tls_of(params):
+    """The client's TLS files from a module's parameters."""
+    return dict((k, params.get(k)) for k in ("ca_path", "client_cert", "client_key"))
+
+
+def api_item(base_url, api_token, timeout, validate_certs, where, tls=None):
+    """One authenticated request to the backend's own health verdict; the token never appears in the result.
+
+    ``tls``: the client's ca_path, client_cert and client_key (bemore_api_*), None where unset.
+    """
     # Imported here: the host probe runs without the API where the control node reads it.
     from ansible.module_utils.bemore_api import ENDPOINTS, ApiError, Client
 
     endpoint = ENDPOINTS["monitoring_health"]
     try:
         client = Client(base_url, timeout=timeout, retries=0, validate_certs=validate_certs, api_token=api_token or None,
-                        user_agent="bemore-runbooks-doctor")
+                        user_agent="bemore-runbooks-doctor", **(tls or {}))
         resp = client.request("GET", endpoint, retry=False)
     except ValueError as exc:
+        if str(exc).startswith(("ca_path", "client_", "cannot use the TLS files")):
+            return item("api", FAILED, "bemore_api_ca_path, bemore_api_client_cert, bemore_api_client_key: %s" % exc,
+                        "give PEM files readable where the API is read from (bemore_api_from)")
         return item("api", FAILED, "bemore_base_url: %s" % exc, "set bemore_base_url to scheme://host[:port]")
     except ApiError as exc:
         fix = ("set bemore_api_from: host if the API answers only on the host's loopback"
@@ -178,7 +189,8 @@ def probe_controller(p, check_mode=False):
              folder_item("state_dir", p["state_dir"], "bemore_state_dir"),
              folder_item("report_dir", p["report_dir"], "bemore_report_dir")]
     if p["api_from"] == "controller":
-        items.append(api_item(p["base_url"], p.get("api_token"), p["api_timeout"], p["validate_certs"], "controller"))
+        items.append(api_item(p["base_url"], p.get("api_token"), p["api_timeout"], p["validate_certs"], "controller",
+                              tls_of(p)))
     items.append(notification_item(p.get("webhook_url"), p["notify_test"], check_mode, p["environment"]))
     return {"items": items, "time": time.time()}
 
@@ -327,7 +339,7 @@ def probe_host(p):
              tool_item("mysqldump", p["check_database"], "apt-get install mariadb-client", "doctor_check_database"),
              database_item(p)]
     if p["api_from"] == "host":
-        items.append(api_item(p["base_url"], p.get("api_token"), p["api_timeout"], p["validate_certs"], "host"))
+        items.append(api_item(p["base_url"], p.get("api_token"), p["api_timeout"], p["validate_certs"], "host", tls_of(p)))
     return {"items": items, "time": time.time(), "user": _user()}
 
 

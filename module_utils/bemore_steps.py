@@ -26,12 +26,9 @@ caller commits it only after the run's report is written.
 
 from __future__ import annotations
 
-import math
+from ansible.module_utils.bemore_api import CATEGORIES
+from ansible.module_utils.runbook_common import SEVERITIES, STATUS_RANK, iso, parse_time, percentile
 
-from ansible.module_utils.bemore_api import CATEGORIES, iso, parse_time
-
-STATUS_RANK = {"ok": 0, "skipped": 0, "not_applicable": 0, "not_run": 0, "warning": 1, "critical": 2, "failed": 3}
-SEVERITIES = ("none", "low", "medium", "high", "critical")
 MB = 1048576.0
 
 # The report's step name of each check role.
@@ -716,15 +713,6 @@ def _last_check_text(service, age_s, checked):
 
 
 # --- performance --------------------------------------------------------------
-
-def percentile(values, pct):
-    """Nearest-rank percentile of a list of numbers; None for an empty list."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, int(math.ceil(pct / 100.0 * len(ordered))))
-    return ordered[min(rank, len(ordered)) - 1]
-
 
 def performance_step(latency, process, cfg):
     """API latency against the 200 ms target; memory and CPU of the app process.

@@ -17,6 +17,8 @@ import datetime
 import os
 import time
 
+from ansible.module_utils.runbook_common import parse_iso
+
 ENV = "BEMORE_RUNBOOK_NOW"
 
 
@@ -27,12 +29,9 @@ def parse(value):
         return float(text)
     except ValueError:
         pass
-    try:
-        stamp = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
+    stamp = parse_iso(text)
+    if stamp is None:
         raise ValueError("%s must be epoch seconds or an ISO-8601 UTC time (2026-12-02T09:45:00Z), got %r" % (ENV, value))
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
     return stamp.timestamp()
 
 

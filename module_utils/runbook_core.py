@@ -28,7 +28,8 @@ import threading
 import time
 import urllib.error
 
-from ansible.module_utils.bemore_steps import SEVERITIES, STATUS_RANK, worst_severity, worst_status
+from ansible.module_utils.bemore_steps import worst_severity, worst_status
+from ansible.module_utils.runbook_common import SEVERITIES, STATUS_RANK
 from ansible.module_utils.runbook_clock import now as clock_now
 from ansible.module_utils.urls import open_url
 

@@ -102,6 +102,8 @@ def check_ranges(role, cfg, host, problems, inputs):
     if role == "runbook":
         _range(problems, host, cfg, "bemore_api_timeout", 0, 300, low_open=True)
         _range(problems, host, cfg, "bemore_api_retries", 0, 10, integer=True)
+        if cfg.get("bemore_api_client_key") and not cfg.get("bemore_api_client_cert"):
+            problems.add(host, "bemore_api_client_key", "is set without bemore_api_client_cert")
         return
     if role == "health_check":
         _range(problems, host, cfg, p + "restart_tolerance", 0)
@@ -295,7 +297,9 @@ def build_plan(host, inputs, roles_cfg, selected):
     retries, timeout = inputs.get("bemore_api_retries"), inputs.get("bemore_api_timeout")
     api = {"base_url": check_base_url(inputs.get("bemore_base_url")),
            "timeout": 10.0 if timeout is None else float(timeout), "retries": 2 if retries is None else int(retries),
-           "validate_certs": bool(inputs.get("bemore_validate_certs", True))}
+           "validate_certs": bool(inputs.get("bemore_validate_certs", True)),
+           "ca_path": inputs.get("bemore_api_ca_path") or None, "client_cert": inputs.get("bemore_api_client_cert") or None,
+           "client_key": inputs.get("bemore_api_client_key") or None}
     perf = cfg.get("performance_check", {})
     sec = cfg.get("api_security", {})
     sweep_cfg = {"latency_paths": perf.get("paths") or ["/health"], "latency_samples": perf.get("samples", 5),

@@ -45,7 +45,7 @@ import sys
 from ansible.plugins.callback import CallbackBase
 
 # In import order: a module here may import only those before it.
-_UTILS = ("runbook_clock", "bemore_api", "bemore_steps", "report_redact", "report_history", "report_chart_data",
+_UTILS = ("runbook_common", "runbook_clock", "bemore_http", "bemore_api", "bemore_steps", "report_redact", "report_history", "report_chart_data",
           "report_svg", "report_html", "runbook_core")
 # The report role's page template, which this plugin reads as the runbook_report action plugin does.
 _PAGE_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),

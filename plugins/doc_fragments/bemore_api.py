@@ -23,6 +23,20 @@ options:
     description: Verify the server's TLS certificate.
     type: bool
     default: true
+  ca_path:
+    description:
+      - PEM file of the certificate authorities to trust instead of the system's (a private CA), as in
+        M(ansible.builtin.uri).
+      - The TLS reading of the API security check uses it too.
+    type: path
+  client_cert:
+    description:
+      - PEM file of the client certificate presented when the server asks for one (mutual TLS).
+      - It may hold the private key as well; otherwise give O(client_key).
+    type: path
+  client_key:
+    description: PEM file of the private key of O(client_cert), when that file does not hold it.
+    type: path
   api_token:
     description:
       - Bearer token sent in the C(Authorization) header, only to the origin (scheme, host, port) of O(base_url).
@@ -32,6 +46,8 @@ options:
   headers:
     description:
       - Extra request headers.
+      - Proxies come from the environment as for M(ansible.builtin.uri) (C(https_proxy), C(http_proxy),
+        C(no_proxy)).
       - Every request also carries an C(X-Request-Id) starting with C(bemore-runbook-), which the backend logs as
         C(reqId=); the error rate leaves those requests out.
     type: dict

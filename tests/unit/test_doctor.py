@@ -207,6 +207,13 @@ def test_the_api_that_does_not_answer_suggests_reading_it_from_the_host():
     assert unreachable["status"] == "failed" and "bemore_api_from: host" in unreachable["fix"]
 
 
+def test_a_tls_file_that_cannot_be_used_is_named_with_its_option():
+    tls = {"ca_path": "/nonexistent/ca.pem", "client_cert": None, "client_key": None}
+    bad = doctor.api_item("https://127.0.0.1:%d" % free_port(), "", 2, True, "controller", tls)
+    assert bad["status"] == "failed" and "ca_path '/nonexistent/ca.pem' is not a file" in bad["detail"]
+    assert "bemore_api_ca_path" in bad["detail"] and "bemore_base_url" not in bad["detail"]
+
+
 def test_the_simulator_answers_without_a_token(sim):
     answered = doctor.api_item(sim.url, "", 5, True, "host")
     assert answered["status"] == "ok" and "without a token" in answered["detail"]

@@ -490,6 +490,20 @@ def test_the_api_timeout_and_retries_reach_the_plan():
     assert (got["timeout"], got["retries"]) == (2.5, 0)
 
 
+def test_the_tls_files_reach_the_plan_and_a_key_needs_its_certificate():
+    """The CA bundle, client certificate and key given reach the plan's API options (None when unset or empty)."""
+    base = {"bemore_base_url": "https://api.example"}
+    got = plan.build_plan(HOST, dict(base, bemore_api_ca_path="/etc/ca.pem", bemore_api_client_cert="/c.pem",
+                                     bemore_api_client_key="/k.pem"), {}, [])["api"]
+    assert (got["ca_path"], got["client_cert"], got["client_key"]) == ("/etc/ca.pem", "/c.pem", "/k.pem")
+    got = plan.build_plan(HOST, dict(base, bemore_api_ca_path=""), {}, [])["api"]
+    assert (got["ca_path"], got["client_cert"], got["client_key"]) == (None, None, None)
+    assert about(problems_of("runbook", {"bemore_api_client_key": "/k.pem"}), "bemore_api_client_key") == [
+        "h1: bemore_api_client_key: is set without bemore_api_client_cert"]
+    assert problems_of("runbook", {"bemore_api_client_key": "/k.pem", "bemore_api_client_cert": "/c.pem"}) == []
+    assert problems_of("runbook", {"bemore_api_client_cert": "/both.pem"}) == []
+
+
 # --- what each host's plan reads ---------------------------------------------------------------
 
 BASE = {"bemore_base_url": "https://api.example"}

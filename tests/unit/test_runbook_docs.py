@@ -93,3 +93,14 @@ def test_playbook_tags_are_read_through_blocks_and_includes(tmp_path):
             - {role: y, tags: [three]}
         """))
     assert docs.playbook_tags(str(tmp_path / "p.yml")) == {"one", "two", "three"}
+
+
+def test_only_top_level_names_of_a_vars_file_define_a_variable(project):
+    """A name nested inside a playbook vars file (the old inputs.yml spec) is not a variable a run reads."""
+    (project / "playbooks" / "vars" / "extra.yml").write_text(
+        "bemore_extra_top: 1\nsome_spec:\n  bemore_only_nested:\n    type: str\n")
+    edit(project / "runbooks/weekly.md", "`tmp_cleanup_max_size_mb`",
+         "`tmp_cleanup_max_size_mb`, `bemore_extra_top` and `bemore_only_nested`")
+    problems = docs.check(str(project))["problems"]
+    assert [p for p in problems if "bemore_" in p] == [
+        "runbooks/weekly.md cites variable bemore_only_nested, which no role, playbook or inventory defines"], problems
