@@ -24,39 +24,22 @@ import re
 import stat
 
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_common import SEVERITIES, STATUS_RANK, UTC, parse_iso
 
-STATUS_RANK = {"ok": 0, "skipped": 0, "not_applicable": 0, "not_run": 0, "warning": 1, "critical": 2, "failed": 3}
-SEVERITIES = ("none", "low", "medium", "high", "critical")
 MAX_REPORT_BYTES = 8 * 1024 * 1024  # a report is a few kB; anything this big is not one
 REPORT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # --- times -----------------------------------------------------------------
 
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$")
+# parse_time here is the one ISO 8601 reader (an aware datetime); a run id's compact time is the report's own.
+parse_time = parse_iso
 _RUN_ID_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d+))?Z")
-UTC = datetime.timezone.utc
 
 
-def _to_datetime(parts, zone=None):
+def _to_datetime(parts):
     year, month, day, hour, minute, second, fraction = parts
     micro = int((fraction or "0")[:6].ljust(6, "0"))
-    when = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC)
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        when -= sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return when
-
-
-def parse_time(text):
-    """An aware UTC datetime from an ISO 8601 time stamp (naive means UTC), or None."""
-    match = _ISO.match(text.strip()) if isinstance(text, str) else None
-    if not match:
-        return None
-    try:
-        return _to_datetime(match.groups()[:7], match.group(8))
-    except ValueError:
-        return None
+    return datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC)
 
 
 def report_time(report):
