@@ -23,6 +23,31 @@ from tests.helpers import REPO, load_module, register_module_utils  # noqa: E402
 register_module_utils()
 
 
+# Fixtures whose tests run playbooks or start containers: tens of seconds each
+# (as do the tests under tests/integration).
+_SLOW_FIXTURES = {"sandbox", "ansible_env", "testbed"}
+# Fixtures whose tests start a process or a server: a second or two each.
+_MEDIUM_FIXTURES = {"sim", "sim_factory", "npm_registry", "chromium", "webhook"}
+
+
+def pytest_collection_modifyitems(items):
+    """Run the slowest tests first (a stable sort: the order within each kind stays).
+
+    With `-n 2 --dist loadgroup` (make unit) each worker takes the next test as
+    it frees up, so the run ends on short tests instead of one worker finishing
+    a queue of playbook runs while the other idles (a fresh clone's run idled
+    one worker for minutes at the end). The order changes no test's outcome:
+    each has its own simulator, ports, folders and schema.
+    """
+    def weight(item):
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _SLOW_FIXTURES or "integration" in item.path.parts:
+            return 0
+        return 1 if names & _MEDIUM_FIXTURES else 2
+
+    items.sort(key=weight)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
