@@ -47,8 +47,10 @@ deps:
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing" >&2; exit 2; fi; fi
 
+# Written whole, by a rename: `> .testbed-image` emptied the file for the
+# length of the build, and a test reading it then found no image.
 testbed: deps
-	@containers/build-testbed.sh > .testbed-image
+	@mkdir -p .cache; containers/build-testbed.sh > .cache/testbed-image.new && mv .cache/testbed-image.new .testbed-image
 	@echo "testbed image: $$(cat .testbed-image)"
 
 lint: venv

@@ -32,10 +32,6 @@ import pytest
 from tests.conftest import VENV_BIN, free_port
 from tests.helpers import REPO, in_ci
 
-# One worker runs every test of this file (`--dist loadgroup`, make unit): they
-# share one module-scoped testbed container, which a split would boot twice.
-pytestmark = pytest.mark.xdist_group("ssh-testbed")
-
 IMAGE_FILE = os.path.join(REPO, ".testbed-image")
 BOOT_DEADLINE_S = 180
 RUN_DEADLINE_S = 300
