@@ -139,7 +139,8 @@ molecule: venv testbed
 # Lint, sanity, the 2.20 virtualenv and the testbed image need nothing of
 # one another: they run at once, each one's output printed whole when it
 # ends (-O), and the first failure stops the run after the others end.
-STAGE = start=$$(date +%s); $(2); echo "=== $(1): $$(( $$(date +%s) - start )) s (budget $(3) s)"
+STAGE = start=$$(date +%s); rc=0; $(2) || rc=$$?; \
+  echo "=== $(1): $$([ $$rc = 0 ] && echo passed || echo FAILED) in $$(( $$(date +%s) - start )) s (budget $(3) s)"; exit $$rc
 test: test-fast
 	@$(call STAGE,molecule,$(MAKE) --no-print-directory molecule,990)
 
