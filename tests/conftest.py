@@ -34,10 +34,11 @@ def pytest_collection_modifyitems(items):
     """Run the slowest tests first (a stable sort: the order within each kind stays).
 
     With `-n 2 --dist loadgroup` (make unit) each worker takes the next test as
-    it frees up, so the run ends on short tests instead of one worker finishing
-    a queue of playbook runs while the other idles (a fresh clone's run idled
-    one worker for minutes at the end). The order changes no test's outcome:
-    each has its own simulator, ports, folders and schema.
+    it frees up, so the run ends on short tests. (xdist's default `load` sent
+    each worker an eighth of the collection up front: one worker got every
+    integration test and the other idled from the sixth minute on.) The order
+    changes no test's outcome: each has its own simulator, ports, folders and
+    schema.
     """
     def weight(item):
         names = set(getattr(item, "fixturenames", ()))
