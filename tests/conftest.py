@@ -191,7 +191,22 @@ class NpmRegistry:
 
         self.fixture_file = None
         handler_registry = npm_registry.Registry(fixture)
-        handler = type("TestHandler", (npm_registry.Handler,), {"registry": handler_registry})
+        # hold_audits(): an `npm audit` request waits here until release_audits(), so a
+        # test can act while a run is inside its security audit, however busy the machine.
+        self.audit_gate = gate = threading.Event()
+        self.audit_held = held = threading.Event()
+        gate.set()
+
+        class TestHandler(npm_registry.Handler):
+            registry = handler_registry
+
+            def do_POST(self):  # pylint: disable=invalid-name
+                if "/-/npm/v1/security/" in self.path and not gate.is_set():
+                    held.set()
+                    gate.wait(300)
+                return super().do_POST()
+
+        handler = TestHandler
         self.server = npm_registry.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.registry = handler_registry
@@ -199,7 +214,15 @@ class NpmRegistry:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def hold_audits(self):
+        self.audit_held.clear()
+        self.audit_gate.clear()
+
+    def release_audits(self):
+        self.audit_gate.set()
+
     def stop(self):
+        self.release_audits()
         self.server.shutdown()
         self.server.server_close()
 
