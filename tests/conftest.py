@@ -81,7 +81,8 @@ class Sim(object):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        # A deadline, not an expected time: under two busy loops a fault injection once took over 5 s.
+        with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read())
 
     def fault(self, **faults):
