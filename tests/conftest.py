@@ -23,6 +23,32 @@ from tests.helpers import REPO, load_module, register_module_utils  # noqa: E402
 register_module_utils()
 
 
+# Fixtures whose tests run playbooks or start containers: tens of seconds each
+# (as do the tests under tests/integration).
+_SLOW_FIXTURES = {"sandbox", "ansible_env", "testbed"}
+# Fixtures whose tests start a process or a server: a second or two each.
+_MEDIUM_FIXTURES = {"sim", "sim_factory", "npm_registry", "chromium", "webhook"}
+
+
+def pytest_collection_modifyitems(items):
+    """Run the slowest tests first (a stable sort: the order within each kind stays).
+
+    With `-n 2 --dist loadgroup` (make unit) each worker takes the next test as
+    it frees up, so the run ends on short tests. (xdist's default `load` sent
+    each worker an eighth of the collection up front: one worker got every
+    integration test and the other idled from the sixth minute on.) The order
+    changes no test's outcome: each has its own simulator, ports, folders and
+    schema.
+    """
+    def weight(item):
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _SLOW_FIXTURES or "integration" in item.path.parts:
+            return 0
+        return 1 if names & _MEDIUM_FIXTURES else 2
+
+    items.sort(key=weight)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,7 +81,8 @@ class Sim(object):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        # A deadline, not an expected time: under two busy loops a fault injection once took over 5 s.
+        with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read())
 
     def fault(self, **faults):
@@ -165,7 +192,22 @@ class NpmRegistry:
 
         self.fixture_file = None
         handler_registry = npm_registry.Registry(fixture)
-        handler = type("TestHandler", (npm_registry.Handler,), {"registry": handler_registry})
+        # hold_audits(): an `npm audit` request waits here until release_audits(), so a
+        # test can act while a run is inside its security audit, however busy the machine.
+        self.audit_gate = gate = threading.Event()
+        self.audit_held = held = threading.Event()
+        gate.set()
+
+        class TestHandler(npm_registry.Handler):
+            registry = handler_registry
+
+            def do_POST(self):  # pylint: disable=invalid-name
+                if "/-/npm/v1/security/" in self.path and not gate.is_set():
+                    held.set()
+                    gate.wait(300)
+                return super().do_POST()
+
+        handler = TestHandler
         self.server = npm_registry.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.registry = handler_registry
@@ -173,7 +215,15 @@ class NpmRegistry:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def hold_audits(self):
+        self.audit_held.clear()
+        self.audit_gate.clear()
+
+    def release_audits(self):
+        self.audit_gate.set()
+
     def stop(self):
+        self.release_audits()
         self.server.shutdown()
         self.server.server_close()
 
