@@ -157,7 +157,7 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
             text = "[%s] BeMore %s on %s: escalated from %s: %s" % (
                 severity.upper(), host, environment, incident["severity"], summary)
             incident["severity"] = severity
-        elif now - float(incident.get("notified_at") or incident["opened_at"]) >= remind_s[incident["severity"]]:
+        elif now - float(incident.get("notified_at") or incident["opened_at"]) > remind_s[incident["severity"]]:
             event = "reminder"
             text = "[%s] BeMore %s on %s: still failing after %s: %s" % (
                 incident["severity"].upper(), host, environment, duration_text(now - incident["opened_at"]), summary)
@@ -221,14 +221,14 @@ def merge_watch_state(stored, new):
 
 
 def _ahead(old, new):
-    """True when position ``old`` is of the same file as ``new`` and further on."""
+    """True when log position ``old`` is further on than ``new`` in a file both name (same device and inode)."""
     if not old or not new:
         return bool(old) and not new
-    files = set(old) & set(new)
-    if not files:
+    old_files, new_files = old.get("files"), new.get("files")
+    if not isinstance(old_files, dict) or not isinstance(new_files, dict):
         return False
-    for name in files:
-        a, b = old[name], new[name]
+    for name in set(old_files) & set(new_files):
+        a, b = old_files[name], new_files[name]
         if not (isinstance(a, dict) and isinstance(b, dict)):
             continue
         same = (a.get("dev"), a.get("ino")) == (b.get("dev"), b.get("ino"))
