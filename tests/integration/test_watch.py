@@ -177,3 +177,24 @@ def test_a_rate_between_1_and_5_percent_is_medium_and_notified_once(ansible_env,
     for _ in range(3):
         assert [m["kind"] for m in clock.watch(receiver) if m["kind"] != "resolved"] == []
     assert [m["kind"] for m in receiver.messages].count("opened") == 1
+
+
+def test_a_watch_during_a_weekly_run_neither_waits(sandbox, ansible_env, receiver):
+    weekly = start("weekly.yml", ansible_env)
+    wait_for(lambda: lock_holder(ansible_env) is not None or weekly.poll() is not None, 300,
+             "the weekly run to hold the host's maintenance lock")
+    holder = lock_holder(ansible_env)
+    assert holder is not None, weekly.communicate()[0][-3000:]
+    proc = play("watch.yml", ansible_env, "-e", "bemore_webhook_url=%s" % receiver.url)
+    # The watch ran to its end while the weekly run held the host's lock: it never waited for it.
+    held_after_watch = lock_holder(ansible_env) == holder
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "maintenance lock" not in proc.stdout.lower()
+    out = weekly.communicate(timeout=600)[0]
+    assert weekly.returncode == 0, out[-3000:]
+    assert held_after_watch, "the weekly run ended before the watch: the overlap was not tested"
+    # ... and the weekly run never waited for the watch.
+    with open(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "weekly", "latest.json")) as handle:
+        lock = json.load(handle)["hosts"]["sandbox"].get("lock") or {}
+    assert float(lock.get("waited_s") or 0) == 0.0, lock
+    assert receiver.messages == []
