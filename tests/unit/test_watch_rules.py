@@ -214,3 +214,19 @@ def test_a_live_watch_holds_the_lock_and_a_dead_one_is_taken_over(tmp_path):
 def test_a_silence_is_in_force_from_its_start_until_its_end(offset, active):
     silences = [{"host": "api1", "since": NOW, "until": NOW + 600, "reason": "deploy"}]
     assert (watch.open_silence(silences, NOW + offset) is not None) is active
+
+
+def test_the_module_opens_and_ends_a_silence(run_module, tmp_path):
+    state_dir = str(tmp_path / "state")
+    out = run_module("bemore_watch", {"phase": "silence", "state_dir": state_dir, "hosts": ["api1"],
+                                      "silence_minutes": 30, "silence_reason": "deploy abc"})
+    assert out["changed"] and [s["host"] for s in out["silences"]] == ["api1"]
+    assert watch.open_silence(store.read_silences(state_dir), out["silences"][0]["since"] + 60) is not None
+    out = run_module("bemore_watch", {"phase": "silence", "state_dir": state_dir, "hosts": ["api1"],
+                                      "silence_close": True, "silence_reason": "deploy abc"})
+    assert watch.open_silence(store.read_silences(state_dir), out["silences"][0]["until"] + 1) is None
+
+
+def test_the_module_refuses_thresholds_in_the_wrong_order(run_module, tmp_path):
+    out = run_module("bemore_watch", {"phase": "begin", "state_dir": str(tmp_path), "errors_per_minute_medium": 70.0})
+    assert out["failed"] and "errors_per_minute_medium (70.0) must not be above errors_per_minute_high (60.0)" in out["msg"]
