@@ -20,7 +20,7 @@ description:
     changed (otherwise one line of a bounded summary), commits the watch's own state topic with the messages
     owed, sends them and marks them sent, then pings the optional heartbeat.
   - With O(phase=silence) it opens (or with O(silence_close=true) ends) a silence on O(hosts) for
-    O(silence_minutes): incidents still open and close, their messages are held.
+    O(silence_minutes); meanwhile incidents still open and close, and their messages are held.
 version_added: "2.1.0"
 options:
   phase:

@@ -135,6 +135,7 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
     ({"until", "reason"}) or None: events still happen, messages are held.
     """
     remind_s = dict(REMIND_S, **(remind_s or {}))
+    now = round(float(now), 1)  # as the times it is compared with are stored
     incident = dict(incident) if incident else None
     messages = []
     event = None
@@ -157,7 +158,9 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
             text = "[%s] BeMore %s on %s: escalated from %s: %s" % (
                 severity.upper(), host, environment, incident["severity"], summary)
             incident["severity"] = severity
-        elif now - float(incident.get("notified_at") or incident["opened_at"]) > remind_s[incident["severity"]]:
+        elif now - float(incident.get("notified_at") or incident["opened_at"]) > remind_s[severity]:
+            # At the response time of what it is now: a critical incident whose service came back with
+            # only its restart to show (medium) is reminded of after 4 hours, not 15 minutes.
             event = "reminder"
             text = "[%s] BeMore %s on %s: still failing after %s: %s" % (
                 incident["severity"].upper(), host, environment, duration_text(now - incident["opened_at"]), summary)
@@ -248,3 +251,52 @@ def exit_code(delivery_failed, state_failed):
     the module (rc 2 too).
     """
     return 2 if (delivery_failed or state_failed) else 0
+
+
+def watch_view(report, watch_topics, now):
+    """What the daily and incident reports say about the watch: the dead-man's switch and the open incidents.
+
+    ``watch_topics``: {host: the watch's state topic}. Returns ({host: {"last_success_ago_s", "incident_id"}},
+    covered): covered is True when every host whose result would page has an open watch incident, so the run
+    names that incident instead of paging a second time.
+    """
+    view = {}
+    paging = [h for h, d in (report.get("hosts") or {}).items()
+              if SEVERITY_RANK.get(d.get("worst_severity"), 0) >= SEVERITY_RANK["high"]]
+    for host in report.get("hosts") or {}:
+        topic = watch_topics.get(host) or {}
+        if not isinstance(topic, dict):
+            topic = {}
+        incident = topic.get("incident") if isinstance(topic.get("incident"), dict) else None
+        last = topic.get("last_success")
+        view[host] = {"last_success_ago_s": round(now - float(last), 1) if last is not None else None,
+                      "incident_id": incident["id"] if incident and incident.get("resolved_at") is None else None}
+    covered = bool(paging) and all(view[h]["incident_id"] for h in paging) and not report.get("interrupted") \
+        and not report.get("alerts")
+    return view, covered
+
+
+def watch_lines(view):
+    """The report lines of watch_view: how long ago the watch last succeeded, per host; the open incidents."""
+    out = []
+    for host, entry in sorted(view.items()):
+        ago = entry["last_success_ago_s"]
+        text = "never ran" if ago is None else "last succeeded %s ago" % duration_text(ago)
+        if entry["incident_id"]:
+            text += "; open incident %s" % entry["incident_id"]
+        out.append("%s %-18s %s" % (host, "(watch)", text))
+    return out
+
+
+# The dead-man's switch of the daily report: a watch that has not succeeded for three intervals has stopped.
+WATCH_STALE_S = 15 * 60
+
+
+def watch_stale(view, limit=WATCH_STALE_S):
+    """A warning naming the hosts whose watch last succeeded more than ``limit`` seconds ago, or None."""
+    stale = sorted("%s (%s ago)" % (h, duration_text(v["last_success_ago_s"])) for h, v in view.items()
+                   if v["last_success_ago_s"] is not None and v["last_success_ago_s"] > limit)
+    if not stale:
+        return None
+    return "the watch has not succeeded for more than %d min on: %s; check its schedule (runbooks/watch.md)" % (
+        limit // 60, ", ".join(stale))

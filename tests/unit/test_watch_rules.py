@@ -230,3 +230,31 @@ def test_the_module_opens_and_ends_a_silence(run_module, tmp_path):
 def test_the_module_refuses_thresholds_in_the_wrong_order(run_module, tmp_path):
     out = run_module("bemore_watch", {"phase": "begin", "state_dir": str(tmp_path), "errors_per_minute_medium": 70.0})
     assert out["failed"] and "errors_per_minute_medium (70.0) must not be above errors_per_minute_high (60.0)" in out["msg"]
+
+
+def _report(severities):
+    return {"hosts": dict((h, {"worst_severity": s}) for h, s in severities.items())}
+
+
+def test_a_daily_run_names_the_watchs_open_incident_instead_of_paging_again():
+    incident, _, _ = run(None, down(), NOW)
+    topics = {"api1": {"incident": incident, "last_success": NOW}, "api2": {"last_success": NOW - 1200}}
+    view, covered = watch.watch_view(_report({"api1": "critical", "api2": "none"}), topics, NOW + 60)
+    assert covered and view["api1"] == {"last_success_ago_s": 60, "incident_id": incident["id"]}
+    # A host that pages without an open watch incident still pages.
+    assert not watch.watch_view(_report({"api1": "critical", "api2": "high"}), topics, NOW + 60)[1]
+    assert not watch.watch_view(_report({"api1": "none"}), topics, NOW + 60)[1]
+    assert "api1 (watch)" in watch.watch_lines(view)[0] and incident["id"] in watch.watch_lines(view)[0]
+
+
+@pytest.mark.parametrize("ago, stale", [(899, False), (900, False), (901, True)])
+def test_the_daily_report_warns_when_the_watch_stopped(ago, stale):
+    warning = watch.watch_stale({"api1": {"last_success_ago_s": ago, "incident_id": None}})
+    assert (warning is not None) is stale
+
+
+def test_a_reminder_follows_the_response_time_of_the_current_severity():
+    incident, _, _ = run(None, down(), NOW)
+    restarted = [steps.step("health", "warning", "medium", "restarted since the last run")]
+    assert run(incident, restarted, NOW + 20 * 60)[1] == []
+    assert [m["kind"] for m in run(incident, restarted, NOW + 4 * 3600 + 1)[1]] == ["reminder"]
