@@ -109,9 +109,13 @@ options:
     type: str
     default: maintenance
   silence_close:
-    description: End the silences of O(silence_reason) on O(hosts) now.
+    description: End the silences of O(silence_reason) on O(hosts), O(silence_grace_minutes) from now.
     type: bool
     default: false
+  silence_grace_minutes:
+    description: With O(silence_close), minutes the silence still lasts (the next watch still sees the restart).
+    type: int
+    default: 0
   workers:
     description: Hosts read at the same time.
     type: int
@@ -380,6 +384,7 @@ def main():
             silence_minutes=dict(type="int", default=60),
             silence_reason=dict(type="str", default="maintenance"),
             silence_close=dict(type="bool", default=False),
+            silence_grace_minutes=dict(type="int", default=0),
             workers=dict(type="int", default=64),
         ),
         required_if=[("phase", "finish", ("report_dir",))],
@@ -387,6 +392,7 @@ def main():
     )
     p = module.params
     for name, low in (("clean_runs", 1), ("relapse_minutes", 0), ("summary_lines", 1), ("silence_minutes", 1),
+                      ("silence_grace_minutes", 0),
                       ("workers", 1), ("webhook_retries", 0)):
         if p[name] < low:
             module.fail_json(msg="%s must be at least %d, got %d" % (name, low, p[name]))
@@ -408,7 +414,7 @@ def main():
                          state=dict((h, t.get(TOPIC) or {}) for h, t in state.items()))
     if p["phase"] == "silence":
         if p["silence_close"]:
-            kept = close_silences(p["state_dir"], p["hosts"], p["silence_reason"], now)
+            kept = close_silences(p["state_dir"], p["hosts"], p["silence_reason"], now, 60 * p["silence_grace_minutes"])
         elif module.check_mode:
             kept = read_silences(p["state_dir"])
         else:

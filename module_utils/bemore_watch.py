@@ -172,8 +172,10 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
             incident["notified_at"] = round(now, 1)
             if silenced:
                 _event(incident, now, "held", incident["severity"], "silenced: %s" % silenced.get("reason"))
+                incident.setdefault("paged", False)
             else:
                 messages.append(_message(incident, now, event, host, environment, text))
+                incident["paged"] = True
         return incident, messages, event
     if not is_open:
         return incident, messages, None
@@ -193,7 +195,8 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
     _event(incident, now, event, incident["severity"], "back to normal after %s" % duration_text(lasted))
     text = "[RESOLVED] BeMore %s on %s: incident %s lasted %s (%d clean runs in a row)" % (
         host, environment, incident["id"], duration_text(lasted), incident["clean_runs"])
-    if not silenced:
+    # An incident that was never paged (it opened and ended inside a silence) is not "resolved" to anyone.
+    if not silenced and incident.get("paged", True):
         messages.append(_message(incident, now, event, host, environment, text))
     return incident, messages, event
 

@@ -116,14 +116,17 @@ def open_silences(state_dir, hosts, since, until, reason, now):
     return kept
 
 
-def close_silences(state_dir, hosts, reason, now):
-    """End the silences ``reason`` opened on ``hosts`` now (a deploy that finished early)."""
+def close_silences(state_dir, hosts, reason, now, grace_s=0):
+    """End the silences ``reason`` opened on ``hosts`` ``grace_s`` from now (a deploy that finished early).
+
+    The grace covers the next watch run, which still sees the restart the deploy made.
+    """
     path = os.path.join(state_dir, SILENCES_FILE)
     with Flock(os.path.join(state_dir, ".watch.lock")):
         kept = []
         for s in read_silences(state_dir):
             if s.get("host") in hosts and s.get("reason") == reason and float(s.get("until") or 0) > now:
-                s = dict(s, until=round(now, 1))
+                s = dict(s, until=round(min(float(s["until"]), now + grace_s), 1))
             if float(s.get("until") or 0) > now - 86400:
                 kept.append(s)
         write_atomic(path, json.dumps({"silences": kept}, sort_keys=True) + "\n")

@@ -258,3 +258,11 @@ def test_a_reminder_follows_the_response_time_of_the_current_severity():
     restarted = [steps.step("health", "warning", "medium", "restarted since the last run")]
     assert run(incident, restarted, NOW + 20 * 60)[1] == []
     assert [m["kind"] for m in run(incident, restarted, NOW + 4 * 3600 + 1)[1]] == ["reminder"]
+
+
+def test_an_incident_opened_and_ended_inside_a_silence_sends_nothing():
+    silence = {"reason": "deploy", "until": NOW + 900}
+    incident, messages, _ = run(None, down(), NOW, silenced=silence)
+    incident, m2, _ = run(incident, healthy(), NOW + 1200)
+    incident, m3, event = run(incident, healthy(), NOW + 1500)
+    assert event == "resolved" and messages + m2 + m3 == []
