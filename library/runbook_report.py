@@ -210,9 +210,12 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_steps import STEP_OF_ROLE, worst_status
+from ansible.module_utils.bemore_watch import watch_lines, watch_stale, watch_view
+from ansible.module_utils.runbook_clock import now as clock_now
 from ansible.module_utils.runbook_common import STATUS_RANK
 from ansible.module_utils.runbook_core import (
-    build_report, commit_state, failure_text, finish_run, journal_failures, journal_read, journal_steps, mark_failed,
+    build_report, commit_state, failure_text, finish_run, journal_failures, journal_read, journal_steps, load_state,
+    mark_failed,
     no_step_problem, notify, page_url, playbook_step_tags, report_paths, summary_lines, write_report,
 )
 
@@ -334,7 +337,17 @@ def main():
                                 playbook_step_tags(p["playbook"]) if p["playbook"] else None)
     if selection:
         mark_failed(report, selection)
-    lines = summary_lines(report)
+    # The watch (its dead-man's switch and open incidents): an open incident is named, not paged a second time.
+    covered = False
+    if run.get("state_dir") and run["schedule"] != "watch":
+        topics = dict((h, t.get("watch")) for h, t in load_state(run["state_dir"], None, False).items()
+                      if isinstance(t, dict) and t.get("watch"))
+        if topics:
+            report["watch"], covered = watch_view(report, topics, clock_now())
+            stale = watch_stale(report["watch"])
+            if stale:
+                report.setdefault("warnings", []).append(stale)
+    lines = summary_lines(report) + (watch_lines(report["watch"]) if report.get("watch") else [])
     html, html_error = None, None
     if not p["html_template"]:
         html_error = "no HTML page: no page template was passed (the runbook_report action plugin passes it)"
@@ -355,8 +368,12 @@ def main():
     except OSError as exc:
         directory = report_paths(p["report_dir"], run["schedule"], run["id"])[0]
         write_error = "the report could not be written under %s: %s" % (directory, exc.strerror or exc)
-    notification = notify(report, lines, p, p["webhook_url"],
-                          page_url(p["url_base"], report) if paths.get("html") else None, write_error)
+    if covered and not write_error:
+        notification = "not sent: the watch already paged %s" % ", ".join(sorted(
+            {v["incident_id"] for v in report["watch"].values() if v["incident_id"]}))
+    else:
+        notification = notify(report, lines, p, p["webhook_url"],
+                              page_url(p["url_base"], report) if paths.get("html") else None, write_error)
     committed = False
     if not write_error and p["commit_state"] and not run.get("check_mode"):
         updates = dict((host, data.get("state") or {}) for host, data in (p["sweep"].get("hosts") or {}).items())

@@ -22,6 +22,7 @@ import re
 STATUS_RANK = {"ok": 0, "skipped": 0, "not_applicable": 0, "not_run": 0, "warning": 1, "critical": 2, "failed": 3}
 # The guide's severities, from none to critical.
 SEVERITIES = ("none", "low", "medium", "high", "critical")
+SEVERITY_RANK = dict((name, rank) for rank, name in enumerate(SEVERITIES))
 
 UTC = datetime.timezone.utc
 

@@ -5,6 +5,7 @@ syntax check, and the execution environment definition builds a context."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import re
 import subprocess
@@ -34,7 +35,11 @@ def test_rrules_follow_awx_rules(schedule):
     assert not re.search(r"BYDAY=[^;]*\d", rule), "numbered BYDAY is refused by AWX"
     assert not ("COUNT=" in rule and "UNTIL=" in rule)
     assert "RDATE" not in rule and "EXDATE" not in rule
-    assert schedule["template"] in {t["name"] for t in AWX["awx_job_templates"]}
+    if schedule.get("system_job"):
+        # AWX's own system job templates (job cleanup), which exist in every AWX.
+        assert schedule["template"] in ("Cleanup Job Details", "Cleanup Activity Stream")
+    else:
+        assert schedule["template"] in {t["name"] for t in AWX["awx_job_templates"]}
 
 
 def test_daily_fires_every_day_at_six_seoul_time():
@@ -156,3 +161,44 @@ def test_the_container_group_mounts_the_state_claim_where_the_jobs_write():
     volume = dict((v["name"], v) for v in pod["spec"]["volumes"])
     assert any(m["mountPath"] == AWX["awx_state_root"]
                and volume[m["name"]]["persistentVolumeClaim"]["claimName"] == AWX["awx_state_claim"] for m in mounts)
+
+
+def _configure_task(module, loop=None):
+    with open(os.path.join(REPO, "playbooks", "awx_configure.yml"), encoding="utf-8") as handle:
+        play = yaml.safe_load(handle)[0]
+    return next(t for t in play["tasks"] if module in t and (loop is None or t.get("loop") == loop))[module]
+
+
+def test_the_watch_fires_every_5_minutes_288_times_a_day():
+    # (occurrences() lists the whole rule: an endless 5-minute rule is cut at a day here instead.)
+    rule = du_rrule.rrulestr(SCHEDULES["BeMore watch"].replace(" RRULE:", "\nRRULE:"))
+    runs = list(itertools.islice(rule, 289))
+    assert {(b - a).total_seconds() for a, b in zip(runs, runs[1:])} == {300.0}
+    assert runs[288] - runs[0] == datetime.timedelta(days=1)
+
+
+def test_awx_holds_back_an_overlapping_watch_and_a_failed_watch_job_pages_nobody():
+    watch = next(t for t in AWX["awx_job_templates"] if t["playbook"] == "playbooks/watch.yml")
+    assert watch["allow_simultaneous"] is False and watch["job_slice_count"] == 1
+    task = _job_template_task()
+    assert _render(task["allow_simultaneous"], dict(AWX, item=watch)) == "False"
+    for template in AWX["awx_notification_templates"]:
+        assert watch["name"] not in template["templates_on_failure"]
+
+
+def test_a_watch_launch_does_not_sync_the_project_or_the_inventory_every_5_minutes():
+    assert AWX["awx_project"]["scm_update_cache_timeout"] >= 300
+    assert AWX["awx_project"]["inventory_update_cache_timeout"] >= 300
+    project = _configure_task("awx.awx.project")
+    assert project["scm_update_cache_timeout"] == "{{ awx_project.scm_update_cache_timeout }}"
+    source = _configure_task("awx.awx.inventory_source")
+    assert source["update_cache_timeout"] == "{{ awx_project.inventory_update_cache_timeout }}"
+
+
+def test_a_job_cleanup_schedule_keeps_a_week_of_the_288_daily_watch_jobs():
+    cleanup = next(s for s in AWX["awx_schedules"] if s["template"] == "Cleanup Job Details")
+    assert cleanup["system_job"] and int(cleanup["extra_data"]["days"]) == 7
+    runs = occurrences(cleanup["rrule"], 3)
+    assert [(b - a).days for a, b in zip(runs, runs[1:])] == [1, 1]
+    schedule = _configure_task("awx.awx.schedule")
+    assert schedule["extra_data"] == "{{ item.extra_data | default(omit) }}"
