@@ -508,11 +508,12 @@ sys.stdin.read()
 
 def test_open_and_mapped_files_are_seen_on_their_filesystem_only(tmp_path):
     """open_files lists the (dev, ino) of files held open or only mapped by a process, on the root's filesystem only;
-    a mapped file whose path is not ASCII is seen too (a maps line that cannot be decoded must not hide the file)."""
+    a mapped file whose path is not ASCII or holds spaces is seen too (a maps line must not hide its file)."""
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     opened = make(tmp_path / "opened")
-    mapped = make(tmp_path / "mapped-\u00e9t\u00e9.bin", size=4096)  # a path maps lists as it is, not ASCII
+    # maps lists the path as it is: not ASCII, with spaces (a line is split on its first five fields only)
+    mapped = make(tmp_path / "mapped - \u00e9t\u00e9.bin", size=4096)
     closed = make(tmp_path / "closed")
     dev = os.stat(str(tmp_path)).st_dev
     child = subprocess.Popen([sys.executable, "-c", MAPPER, str(mapped)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -528,6 +529,56 @@ def test_open_and_mapped_files_are_seen_on_their_filesystem_only(tmp_path):
     assert (dev, os.stat(str(closed)).st_ino) not in held
     assert [(d, i) for d, i in held if d != dev] == []
     assert (dev, os.stat(str(mapped)).st_ino) not in safe_tree.open_files(dev)
+
+
+SHM_MAPPER = """
+import mmap, os, sys
+with open(sys.argv[1], "rb") as source:
+    on_shm = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+anonymous = os.memfd_create("bemore-test")  # a file of the kernel's internal tmpfs, device 00:01
+os.write(anonymous, b"x" * 4096)
+in_memory = mmap.mmap(anonymous, 4096)
+print(os.fstat(anonymous).st_ino, flush=True)
+os.closerange(3, 4096)
+sys.stdin.read()
+"""
+
+
+def _shm_dev():
+    """The device of /dev/shm when it is a tmpfs of its own whose minor number needs hex to read, else None."""
+    try:
+        dev = os.stat("/dev/shm").st_dev
+    except OSError:
+        return None
+    if dev == os.stat("/").st_dev or os.major(dev) != 0 or os.minor(dev) < 10 or not os.access("/dev/shm", os.W_OK):
+        return None
+    return dev
+
+
+@pytest.mark.skipif(_shm_dev() is None, reason="no tmpfs /dev/shm with a two-digit minor number here")
+def test_a_mapping_is_matched_on_its_whole_device_number(tmp_path):
+    """maps gives a device as hex major:minor. A file mapped on the root's filesystem (/dev/shm here, 00:1b) is held;
+    a file mapped on another filesystem with the same major number (a memfd, 00:01) is not."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    dev = _shm_dev()
+    with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="bemore-test-") as handle:
+        handle.write(b"x" * 4096)
+        handle.flush()
+        ino = os.fstat(handle.fileno()).st_ino
+        child = subprocess.Popen([sys.executable, "-c", SHM_MAPPER, handle.name], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            memfd_ino = int(child.stdout.readline())
+            handle.close()  # deleted: only the child's mapping holds it now
+            held = safe_tree.open_files(dev)
+        finally:
+            child.communicate("", timeout=60)
+    assert (dev, ino) in held
+    on_shm = set(os.lstat(os.path.join(d, n)).st_ino for d, dirs, files in os.walk("/dev/shm") for n in dirs + files)
+    if memfd_ino not in on_shm:  # an inode of that number on /dev/shm itself could be held by someone else
+        assert (dev, memfd_ino) not in held
 
 
 def test_a_helper_that_died_is_replaced_by_unlinking_in_place(tmp_path):
