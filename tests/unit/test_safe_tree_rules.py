@@ -489,11 +489,11 @@ def test_settling_takes_back_what_the_helper_failed_to_remove(tmp_path):
     rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes = 3, 30, 1, 1
     rule.listed = [("sub/f", 10, HI - 1), ("g", 10, HI - 1)]
     walker._settle(rule, [("sub", "f", 10, stat.S_IFREG, FileNotFoundError(2, "gone")),
-                          ("", "link", 0, stat.S_IFLNK, PermissionError(13, "Permission denied"))])
+                          ("sub2", "link", 0, stat.S_IFLNK, PermissionError(13, "Permission denied"))])
     assert (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes) == (1, 20, 2, 11)
     assert rule.listed == [("g", 10, HI - 1)]
     assert walker.skipped["vanished"] == 1 and walker.skipped["permission"] == 1
-    assert walker.errors == ["link: Permission denied"]
+    assert walker.errors == ["sub2/link: Permission denied"]  # named by its path from the root
 
 
 MAPPER = """
@@ -891,3 +891,33 @@ def test_a_folder_rmdir_cannot_remove_is_kept_and_logged_unless_it_is_merely_not
     finally:
         walker.close()
     assert sorted(os.listdir(str(tmp_path))) == ["a_file", "refilled"]
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_when_no_helper_process_can_be_started_the_sweep_unlinks_in_place(tmp_path, background):
+    """A user at its process limit cannot fork the unlink helper: the sweep then unlinks in place, with the same
+    tallies, and stopping the helper that never started is harmless."""
+    import resource  # pylint: disable=import-outside-toplevel
+    top = tmp_path / "top"
+    make(top / "old.mp3", size=5)
+    make(top / "sub" / "old.mp3", size=6)
+    make(top / "young.mp3", size=7, stamp=HI + 1)
+    for folder in (top, top / "sub"):
+        os.chmod(str(folder), 0o777)
+    walker = safe_tree.Walker(str(top))
+    walker.open_root()
+
+    def sweep_without_fork():
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # this user may start no other process
+        unlinker = safe_tree.Unlinker()
+        unlinker.stop()
+        rule = safe_tree.Rule(HI)
+        complete = walker.sweep(rule, background_unlink=background)
+        return ((unlinker.sock, unlinker.pid, unlinker.lost), complete,
+                (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes), walker.errors)
+
+    try:
+        assert unprivileged(sweep_without_fork) == ((None, None, False), True, (2, 11, 1, 7), [])
+    finally:
+        walker.close()
+    assert names(top) == ["young.mp3"]
