@@ -921,3 +921,26 @@ def test_when_no_helper_process_can_be_started_the_sweep_unlinks_in_place(tmp_pa
     finally:
         walker.close()
     assert names(top) == ["young.mp3"]
+
+
+_FORKS = []
+os.register_at_fork(before=lambda: _FORKS and _FORKS[-1].append(1))  # counts forks while a list is pushed
+
+
+@pytest.mark.parametrize("check_mode, helpers", [(False, 1), (True, 0)])
+def test_a_sweep_unlinks_in_a_helper_process_unless_told_otherwise(tmp_path, check_mode, helpers):
+    """By default a sweep forks one unlink helper (deciding and unlinking overlap); in check mode, which unlinks
+    nothing, it starts none."""
+    make(tmp_path / "old.mp3")
+    _FORKS.append([])
+    try:
+        walker = safe_tree.Walker(str(tmp_path), check_mode=check_mode)
+        walker.open_root()
+        try:
+            assert walker.sweep(safe_tree.Rule(HI)) is True
+        finally:
+            walker.close()
+    finally:
+        forks = len(_FORKS.pop())
+    assert forks == helpers
+    assert names(tmp_path) == ([] if not check_mode else ["old.mp3"])
