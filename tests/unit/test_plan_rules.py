@@ -32,6 +32,8 @@ RANGES = [
     ("error_monitoring", "error_monitoring_warning_rate", 0, 100, False, False),
     ("error_monitoring", "error_monitoring_critical_rate", 0, 100, False, False),
     ("error_monitoring", "error_monitoring_window_minutes", 0, 1440, True, False),
+    ("error_monitoring", "error_monitoring_min_requests", 1, 1000000, False, True),
+    ("error_monitoring", "error_monitoring_min_errors", 1, 1000000, False, True),
     ("error_monitoring", "error_monitoring_recent_limit", 1, 100, False, True),
     ("error_monitoring", "error_monitoring_history_days", 1, 3650, False, False),
     ("log_management", "log_management_budget_s", 0, 3600, True, False),
@@ -688,3 +690,18 @@ def test_the_plan_names_its_host_and_app_folder():
     """The plan carries the host it is for and the app folder given."""
     got = plan.build_plan(HOST, dict(BASE, bemore_app_dir="/srv/app"), {}, [])
     assert (got["host"], got["app_dir"]) == (HOST, "/srv/app")
+
+
+@pytest.mark.parametrize("age, refused", [(3649.5, False), (3650, False), (3650.5, True)])
+def test_the_maximum_age_has_an_upper_bound_of_ten_years(age, refused):
+    """tmp_cleanup_max_age_days is at most 3650 (the low end, below one day, is the emergency rule's)."""
+    got = about(problems_of("tmp_cleanup", {"tmp_cleanup_max_age_days": age, "tmp_cleanup_path": "/srv/bemore/app/tmp"}),
+                "tmp_cleanup_max_age_days")
+    assert got == (["%s: tmp_cleanup_max_age_days: must be <= 3650, got %s" % (HOST, age)] if refused else [])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan"])
+def test_a_number_that_is_not_finite_is_refused(value):
+    """nan passes every comparison and inf overflows later: both are refused, naming the value."""
+    got = about(problems_of("report", {"report_keep": value}), "report_keep")
+    assert got == ["%s: report_keep: must be a finite number, got %s" % (HOST, value)]
