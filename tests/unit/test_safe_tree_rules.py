@@ -786,6 +786,17 @@ def test_a_folder_the_walk_may_not_open_is_counted_as_a_permission_problem(tmp_p
     fd = walker.open_root()  # here, as the user the folders above tmp_path let in
     st = os.lstat(str(top / "locked"))
 
+    # mutmut learns which tests reach a function in this process only: reach _open_child here too (as root it
+    # opens the folder; that answer is not what this test is about).
+    reached = safe_tree.Walker(str(top))
+    reached_fd = reached.open_root()
+    try:
+        opened = reached._open_child(reached_fd, "locked", st, "locked")
+        if opened is not None:
+            os.close(opened)
+    finally:
+        reached.close()
+
     def open_locked():
         child = walker._open_child(fd, "locked", st, "sub/locked")
         return child, dict((k, v) for k, v in walker.skipped.items() if v), walker.errors
@@ -817,6 +828,10 @@ def test_what_the_user_may_not_remove_is_kept_counted_and_logged(tmp_path, backg
 
     walker = safe_tree.Walker(str(top), remove_empty_dirs=True)
     walker.open_root()  # here, as the user the folders above tmp_path let in
+    # mutmut learns which tests reach a function in this process only: a check-mode sweep and a helper started and
+    # stopped here (they change nothing) make the child's work count for the walk's and the helper's code.
+    sweep(top, safe_tree.Rule(HI), check_mode=True, remove_empty_dirs=True)
+    safe_tree.Unlinker().stop()
 
     def sweep_unprivileged():
         rule = safe_tree.Rule(HI)
@@ -906,6 +921,7 @@ def test_when_no_helper_process_can_be_started_the_sweep_unlinks_in_place(tmp_pa
         os.chmod(str(folder), 0o777)
     walker = safe_tree.Walker(str(top))
     walker.open_root()
+    safe_tree.Unlinker().stop()  # reached in this process too, so that mutmut runs this test for its mutants
 
     def sweep_without_fork():
         resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # this user may start no other process
