@@ -44,9 +44,14 @@ SET_ASIDE = os.path.join(REPO, "tests", "mutation-set-aside.md")
 MUTMUT = os.path.join(os.path.dirname(sys.executable), "mutmut")
 
 # Each file against the unit tests that cover it, in this order.
+# Every unit test file that imports the module: the incident rules of bemore_steps (classify_incident,
+# incident_outcome, recheck_errors) are tested in test_rate_rules.py only, and a file left out here turns
+# its functions' mutants into "no tests".
 TARGETS = {
-    "bemore_steps": ["tests/unit/test_steps.py", "tests/unit/test_steps_rules.py"],
-    "runbook_plan": ["tests/unit/test_runbook_core.py", "tests/unit/test_plan_rules.py"],
+    "bemore_steps": ["tests/unit/test_steps.py", "tests/unit/test_steps_rules.py", "tests/unit/test_rate_rules.py",
+                     "tests/unit/test_http_steps.py"],
+    "runbook_plan": ["tests/unit/test_runbook_core.py", "tests/unit/test_plan_rules.py", "tests/unit/test_rate_rules.py",
+                     "tests/unit/test_lifecycle_rules.py"],
     "safe_tree": ["tests/unit/test_tmp_cleanup.py", "tests/unit/test_safe_tree_rules.py"],
 }
 
@@ -181,6 +186,12 @@ def layout(name, tests, timeout_multiplier):
     for entry in sorted(os.listdir(REPO)):
         if entry not in NOT_LINKED:
             os.symlink(os.path.join(REPO, entry), os.path.join(mutants, entry))
+    write_config(work, name, tests, timeout_multiplier)
+    return work
+
+
+def write_config(work, name, tests, timeout_multiplier):
+    """mutmut's setup.cfg: the file to mutate and the tests that cover it, in order."""
     with open(os.path.join(work, "setup.cfg"), "w") as fh:
         fh.write("[mutmut]\n")
         fh.write("source_paths = src/ansible/module_utils/%s.py\n" % name)
@@ -189,7 +200,6 @@ def layout(name, tests, timeout_multiplier):
         fh.write("pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    mutation_layout\n    --hypothesis-seed=0\n")
         # A mutant that makes a test hang costs this many times the tests' own time before it counts as killed.
         fh.write("timeout_multiplier = %s\n" % timeout_multiplier)
-    return work
 
 
 def read_set_aside():
@@ -226,6 +236,7 @@ def run_one(name, tests, max_children, set_aside, timeout_multiplier, sample, re
             survivors = re.findall(r"^=== (\S+) ", fh.read(), re.M)
         shutil.copytree(os.path.join(REPO, "tests"), os.path.join(work, "mutants", "tests"), dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache"))
+        write_config(work, name, tests, timeout_multiplier)  # the test files as TARGETS names them now
         if survivors:
             _run_mutmut(work, name, max_children, None, survivors)
     elif not rescore:

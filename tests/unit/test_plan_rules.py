@@ -32,6 +32,8 @@ RANGES = [
     ("error_monitoring", "error_monitoring_warning_rate", 0, 100, False, False),
     ("error_monitoring", "error_monitoring_critical_rate", 0, 100, False, False),
     ("error_monitoring", "error_monitoring_window_minutes", 0, 1440, True, False),
+    ("error_monitoring", "error_monitoring_min_requests", 1, 1000000, False, True),
+    ("error_monitoring", "error_monitoring_min_errors", 1, 1000000, False, True),
     ("error_monitoring", "error_monitoring_recent_limit", 1, 100, False, True),
     ("error_monitoring", "error_monitoring_history_days", 1, 3650, False, False),
     ("log_management", "log_management_budget_s", 0, 3600, True, False),
@@ -674,3 +676,46 @@ def test_the_problem_texts_carry_the_value_given():
 def test_an_app_folder_that_is_not_text_protects_nothing_and_breaks_nothing():
     """A non-text bemore_app_dir (refused by validate_host) does not crash the temp folder rule."""
     assert about(problems_of("tmp_cleanup", {"tmp_cleanup_path": "/srv"}, {"bemore_app_dir": 5}), "tmp_cleanup_path") == []
+
+
+def test_the_roles_frontend_origin_comes_before_the_groups():
+    """api_security_frontend_origin, when set, is the origin the CORS check expects, not bemore_frontend_origin."""
+    roles = {"api_security": {"api_security_frontend_origin": "https://role.example"}}
+    got = plan.build_plan(HOST, dict(BASE, bemore_frontend_origin="https://group.example"), roles, ["api_security"])
+    assert got["sweep_cfg"]["frontend_origin"] == "https://role.example"
+
+
+def test_a_log_source_set_to_none_reads_no_journal_even_with_a_unit():
+    """bemore_log_source: none wins over a known service unit: nothing is read, and the review is not applicable."""
+    got = plan.build_plan(HOST, dict(BASE, bemore_log_source="none", bemore_service_name="bemore"), {"log_management": {}},
+                          ["log_management", "error_monitoring"])
+    assert "log" not in got["host_plan"]
+    assert set(got["not_applicable"]) == {"log_management"}
+
+
+def test_the_cors_probe_origin_reaches_the_log_reading():
+    """The foreign origin the CORS probe sends is the one the log core leaves out of the refusals it counts."""
+    roles = {"api_security": {"api_security_foreign_origin": "https://evil.example"}}
+    got = plan.build_plan(HOST, dict(BASE, bemore_service_name="bemore"), roles, ["error_monitoring", "api_security"])
+    assert got["host_plan"]["log"]["probe_origin"] == "https://evil.example"
+
+
+def test_the_plan_names_its_host_and_app_folder():
+    """The plan carries the host it is for and the app folder given."""
+    got = plan.build_plan(HOST, dict(BASE, bemore_app_dir="/srv/app"), {}, [])
+    assert (got["host"], got["app_dir"]) == (HOST, "/srv/app")
+
+
+@pytest.mark.parametrize("age, refused", [(3649.5, False), (3650, False), (3650.5, True)])
+def test_the_maximum_age_has_an_upper_bound_of_ten_years(age, refused):
+    """tmp_cleanup_max_age_days is at most 3650 (the low end, below one day, is the emergency rule's)."""
+    got = about(problems_of("tmp_cleanup", {"tmp_cleanup_max_age_days": age, "tmp_cleanup_path": "/srv/bemore/app/tmp"}),
+                "tmp_cleanup_max_age_days")
+    assert got == (["%s: tmp_cleanup_max_age_days: must be <= 3650, got %s" % (HOST, age)] if refused else [])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan"])
+def test_a_number_that_is_not_finite_is_refused(value):
+    """nan passes every comparison and inf overflows later: both are refused, naming the value."""
+    got = about(problems_of("report", {"report_keep": value}), "report_keep")
+    assert got == ["%s: report_keep: must be a finite number, got %s" % (HOST, value)]

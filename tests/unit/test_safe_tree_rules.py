@@ -489,11 +489,11 @@ def test_settling_takes_back_what_the_helper_failed_to_remove(tmp_path):
     rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes = 3, 30, 1, 1
     rule.listed = [("sub/f", 10, HI - 1), ("g", 10, HI - 1)]
     walker._settle(rule, [("sub", "f", 10, stat.S_IFREG, FileNotFoundError(2, "gone")),
-                          ("", "link", 0, stat.S_IFLNK, PermissionError(13, "Permission denied"))])
+                          ("sub2", "link", 0, stat.S_IFLNK, PermissionError(13, "Permission denied"))])
     assert (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes) == (1, 20, 2, 11)
     assert rule.listed == [("g", 10, HI - 1)]
     assert walker.skipped["vanished"] == 1 and walker.skipped["permission"] == 1
-    assert walker.errors == ["link: Permission denied"]
+    assert walker.errors == ["sub2/link: Permission denied"]  # named by its path from the root
 
 
 MAPPER = """
@@ -507,11 +507,13 @@ sys.stdin.read()
 
 
 def test_open_and_mapped_files_are_seen_on_their_filesystem_only(tmp_path):
-    """open_files lists the (dev, ino) of files held open or only mapped by a process, on the root's filesystem only."""
+    """open_files lists the (dev, ino) of files held open or only mapped by a process, on the root's filesystem only;
+    a mapped file whose path is not ASCII or holds spaces is seen too (a maps line must not hide its file)."""
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     opened = make(tmp_path / "opened")
-    mapped = make(tmp_path / "mapped", size=4096)
+    # maps lists the path as it is: not ASCII, with spaces (a line is split on its first five fields only)
+    mapped = make(tmp_path / "mapped - \u00e9t\u00e9.bin", size=4096)
     closed = make(tmp_path / "closed")
     dev = os.stat(str(tmp_path)).st_dev
     child = subprocess.Popen([sys.executable, "-c", MAPPER, str(mapped)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -527,6 +529,56 @@ def test_open_and_mapped_files_are_seen_on_their_filesystem_only(tmp_path):
     assert (dev, os.stat(str(closed)).st_ino) not in held
     assert [(d, i) for d, i in held if d != dev] == []
     assert (dev, os.stat(str(mapped)).st_ino) not in safe_tree.open_files(dev)
+
+
+SHM_MAPPER = """
+import mmap, os, sys
+with open(sys.argv[1], "rb") as source:
+    on_shm = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+anonymous = os.memfd_create("bemore-test")  # a file of the kernel's internal tmpfs, device 00:01
+os.write(anonymous, b"x" * 4096)
+in_memory = mmap.mmap(anonymous, 4096)
+print(os.fstat(anonymous).st_ino, flush=True)
+os.closerange(3, 4096)
+sys.stdin.read()
+"""
+
+
+def _shm_dev():
+    """The device of /dev/shm when it is a tmpfs of its own whose minor number needs hex to read, else None."""
+    try:
+        dev = os.stat("/dev/shm").st_dev
+    except OSError:
+        return None
+    if dev == os.stat("/").st_dev or os.major(dev) != 0 or os.minor(dev) < 10 or not os.access("/dev/shm", os.W_OK):
+        return None
+    return dev
+
+
+@pytest.mark.skipif(_shm_dev() is None, reason="no tmpfs /dev/shm with a two-digit minor number here")
+def test_a_mapping_is_matched_on_its_whole_device_number(tmp_path):
+    """maps gives a device as hex major:minor. A file mapped on the root's filesystem (/dev/shm here, 00:1b) is held;
+    a file mapped on another filesystem with the same major number (a memfd, 00:01) is not."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    dev = _shm_dev()
+    with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="bemore-test-") as handle:
+        handle.write(b"x" * 4096)
+        handle.flush()
+        ino = os.fstat(handle.fileno()).st_ino
+        child = subprocess.Popen([sys.executable, "-c", SHM_MAPPER, handle.name], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            memfd_ino = int(child.stdout.readline())
+            handle.close()  # deleted: only the child's mapping holds it now
+            held = safe_tree.open_files(dev)
+        finally:
+            child.communicate("", timeout=60)
+    assert (dev, ino) in held
+    on_shm = set(os.lstat(os.path.join(d, n)).st_ino for d, dirs, files in os.walk("/dev/shm") for n in dirs + files)
+    if memfd_ino not in on_shm:  # an inode of that number on /dev/shm itself could be held by someone else
+        assert (dev, memfd_ino) not in held
 
 
 def test_a_helper_that_died_is_replaced_by_unlinking_in_place(tmp_path):
@@ -595,3 +647,316 @@ def test_an_unlink_that_fails_in_place_is_counted_not_removed(tmp_path, monkeypa
     walker, _complete = sweep(tmp_path, rule, background=False)
     assert (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes) == (0, 0, 1, 5)
     assert walker.skipped["vanished"] == 1 and walker.errors == []
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_unlink_helper_loop_answers_syncs_and_reports_every_failure_once(tmp_path):
+    """The helper's own loop, run in this process (a thread) so that what it does is seen here: it unlinks each batch
+    in the directory whose descriptor came with it and closes that descriptor, answers every sync only after the
+    batches before it are done, and at the end reports each name it could not remove exactly once, with its errno,
+    in messages of at most 500 rows (so a report of any length fits the socket)."""
+    import pickle  # pylint: disable=import-outside-toplevel
+    import socket  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+    make(tmp_path / "a", size=3)
+    make(tmp_path / "b", size=4)
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent.settimeout(60)  # a helper that never answers fails the test instead of hanging it
+    before = _fds()
+    helper = threading.Thread(target=safe_tree._unlink_helper, args=(child, safe_tree.Unlinker._BUF), daemon=True)
+    helper.start()
+    try:
+        fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+        socket.send_fds(parent, [pickle.dumps(("sub", [("a", 3, stat.S_IFREG)]))], [fd])
+        os.close(fd)  # the helper holds its own duplicate
+        parent.send(b"sync")
+        assert parent.recv(16) == b"synced"
+        assert names(tmp_path) == ["b"]
+        missing = [("m%03d" % n, n, stat.S_IFLNK) for n in range(501)]
+        fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+        socket.send_fds(parent, [pickle.dumps(("", [("b", 4, stat.S_IFREG)] + missing))], [fd])
+        os.close(fd)
+        parent.send(b"sync")
+        assert parent.recv(16) == b"synced"
+        assert names(tmp_path) == []
+        parent.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = parent.recv(safe_tree.Unlinker._BUF)
+            if not chunk:
+                break
+            chunks.append(pickle.loads(chunk))
+    finally:
+        helper.join(60)
+        parent.close()
+    assert not helper.is_alive()
+    assert [len(c) for c in chunks] == [500, 1]
+    rows = [row for c in chunks for row in c]
+    assert rows == [("", name, size, kind, 2, os.strerror(2)) for name, size, kind in missing]
+    assert _fds() == before - 2  # both ends of the socket are closed (the helper's by the helper), and every
+    # descriptor it was sent
+
+
+@pytest.mark.parametrize("name", ["link", "linkX", "link/"])
+def test_a_symlinked_root_is_refused_whatever_its_name_ends_with(tmp_path, name):
+    """Only the trailing slashes are stripped before the symlink test: a link whose name ends in a letter is still a link."""
+    (tmp_path / "dir").mkdir()
+    os.symlink(str(tmp_path / "dir"), str(tmp_path / name.rstrip("/")))
+    with pytest.raises(safe_tree.UnsafeRoot, match="is a symlink"):
+        safe_tree.check_root(str(tmp_path / name.rstrip("/")) + ("/" if name.endswith("/") else ""))
+
+
+def test_a_folder_held_open_is_not_a_held_file(tmp_path):
+    """open_files lists regular files only: a folder some process holds open (its descriptor) is not a file to keep."""
+    folder = tmp_path / "held_open"
+    folder.mkdir()
+    fd = os.open(str(folder), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.stat(str(folder))
+        held = safe_tree.open_files(st.st_dev)
+    finally:
+        os.close(fd)
+    assert (st.st_dev, st.st_ino) not in held
+
+
+def test_a_descriptor_that_closes_while_it_is_read_hides_none_after_it(tmp_path):
+    """A descriptor gone by the time it is looked at (here the one the listing of /proc/self/fd itself used) is
+    skipped, and the descriptors after it are still read: the file held open behind it is seen."""
+    gap = os.open(os.devnull, os.O_RDONLY)
+    path = make(tmp_path / "held_behind_a_gap")
+    handle = open(str(path), "rb")  # pylint: disable=consider-using-with
+    os.close(gap)  # the lowest free number, below the held file's: the listing's own descriptor takes it
+    try:
+        assert handle.fileno() > gap
+        st = os.stat(str(path))
+        held = safe_tree.open_files(st.st_dev)
+    finally:
+        handle.close()
+    assert (st.st_dev, st.st_ino) in held
+
+
+NOBODY = 65534
+
+
+def unprivileged(fn):
+    """fn() run in a forked child as an unprivileged user (nobody when this runs as root, which no permission stops);
+    its result comes back pickled. The child runs the same (possibly mutated) code as this process."""
+    import pickle  # pylint: disable=import-outside-toplevel
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            try:
+                result = ("ok", fn())
+            except Exception as exc:  # pylint: disable=broad-except
+                result = ("raised", repr(exc))
+            with os.fdopen(write_end, "wb") as out:
+                pickle.dump(result, out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as inp:
+        data = inp.read()
+    _pid, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the unprivileged child failed"
+    outcome, value = pickle.loads(data)
+    assert outcome == "ok", value
+    return value
+
+
+def test_a_folder_the_walk_may_not_open_is_counted_as_a_permission_problem(tmp_path):
+    """Opening a listed folder that the user may not read: skipped as 'permission' and logged with its path
+    (an unreadable folder is a finding, not a folder that vanished)."""
+    top = tmp_path / "top"
+    (top / "locked").mkdir(parents=True)
+    os.chmod(str(top), 0o755)
+    os.chmod(str(top / "locked"), 0o000)
+
+    walker = safe_tree.Walker(str(top))
+    fd = walker.open_root()  # here, as the user the folders above tmp_path let in
+    st = os.lstat(str(top / "locked"))
+
+    # mutmut learns which tests reach a function in this process only: reach _open_child here too (as root it
+    # opens the folder; that answer is not what this test is about).
+    reached = safe_tree.Walker(str(top))
+    reached_fd = reached.open_root()
+    try:
+        opened = reached._open_child(reached_fd, "locked", st, "locked")
+        if opened is not None:
+            os.close(opened)
+    finally:
+        reached.close()
+
+    def open_locked():
+        child = walker._open_child(fd, "locked", st, "sub/locked")
+        return child, dict((k, v) for k, v in walker.skipped.items() if v), walker.errors
+
+    try:
+        assert unprivileged(open_locked) == (None, {"permission": 1}, ["sub/locked: Permission denied"])
+    finally:
+        walker.close()
+        os.chmod(str(top / "locked"), 0o755)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_what_the_user_may_not_remove_is_kept_counted_and_logged(tmp_path, background):
+    """Swept by a user without the rights: a file in a read-only folder is not removed (kept, counted under
+    'permission', logged), an old symlink there is not removed either (logged, not a kept file), an entry of a
+    folder that may be listed but not searched cannot even be looked at (logged), an empty folder that may not be
+    removed stays (logged), and the folders holding what stayed are not offered for removal."""
+    top = tmp_path / "top"
+    make(top / "ro" / "old.mp3", size=6)
+    os.symlink("/nowhere", str(top / "ro" / "link"))
+    os.utime(str(top / "ro" / "link"), (HI - 100, HI - 100), follow_symlinks=False)
+    (top / "ro" / "empty").mkdir()
+    make(top / "nosearch" / "old.mp3", size=7)
+    make(top / "free" / "old.mp3", size=8)
+    os.chmod(str(top), 0o777)
+    os.chmod(str(top / "free"), 0o777)
+    os.chmod(str(top / "ro"), 0o555)
+    os.chmod(str(top / "nosearch"), 0o444)
+
+    walker = safe_tree.Walker(str(top), remove_empty_dirs=True)
+    walker.open_root()  # here, as the user the folders above tmp_path let in
+    # mutmut learns which tests reach a function in this process only: a check-mode sweep and a helper started and
+    # stopped here (they change nothing) make the child's work count for the walk's and the helper's code.
+    sweep(top, safe_tree.Rule(HI), check_mode=True, remove_empty_dirs=True)
+    safe_tree.Unlinker().stop()
+
+    def sweep_unprivileged():
+        rule = safe_tree.Rule(HI)
+        complete = walker.sweep(rule, background_unlink=background)
+        return (complete, (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes),
+                dict((k, v) for k, v in walker.skipped.items() if v), sorted(walker.errors), walker.dirs_removed)
+
+    try:
+        complete, tallies, skipped, errors, dirs_removed = unprivileged(sweep_unprivileged)
+    finally:
+        walker.close()
+        os.chmod(str(top / "ro"), 0o755)
+        os.chmod(str(top / "nosearch"), 0o755)
+    assert complete is True
+    assert tallies == (1, 8, 1, 6)  # free/old.mp3 removed; ro/old.mp3 kept
+    assert skipped == {"permission": 3}
+    assert errors == ["nosearch/old.mp3: Permission denied", "ro/empty: Permission denied",
+                      "ro/link: Permission denied", "ro/old.mp3: Permission denied"]
+    assert dirs_removed == 1  # free/, emptied; ro/ and nosearch/ are not empty
+    assert sorted(os.listdir(str(top))) == ["nosearch", "ro"]
+    assert sorted(os.listdir(str(top / "ro"))) == ["empty", "link", "old.mp3"]
+
+
+def test_each_skip_and_failure_adds_to_its_counter(tmp_path):
+    """The counters add up over a walk: two folders that vanished count 2, two permission failures count 2."""
+    (tmp_path / "dir").mkdir()
+    walker = safe_tree.Walker(str(tmp_path))
+    fd = walker.open_root()
+    try:
+        st = os.lstat(str(tmp_path / "dir"))
+        assert walker._open_child(fd, "gone1", st, "gone1") is None
+        assert walker._open_child(fd, "gone2", st, "gone2") is None
+    finally:
+        walker.close()
+    walker.unlink_failed("", "a", PermissionError(13, "Permission denied"))
+    walker.unlink_failed("", "b", PermissionError(13, "Permission denied"))
+    assert walker.skipped["vanished"] == 2 and walker.skipped["permission"] == 2
+
+
+def test_a_folder_that_cannot_be_opened_for_another_reason_is_logged(tmp_path):
+    """An error opening a listed folder that is neither 'gone', 'replaced' nor 'not allowed' (here a name too long)
+    is counted as vanished and logged with its path each time, never dropped silently."""
+    (tmp_path / "dir").mkdir()
+    walker = safe_tree.Walker(str(tmp_path))
+    fd = walker.open_root()
+    try:
+        st = os.lstat(str(tmp_path / "dir"))
+        for n in (1, 2):
+            assert walker._open_child(fd, "x" * 300, st, "sub/long%d" % n) is None
+    finally:
+        walker.close()
+    assert dict((k, v) for k, v in walker.skipped.items() if v) == {"vanished": 2}
+    assert walker.errors == ["sub/long1: File name too long", "sub/long2: File name too long"]
+
+
+def test_a_folder_rmdir_cannot_remove_is_kept_and_logged_unless_it_is_merely_not_empty(tmp_path):
+    """_rmdir says False and logs nothing for a folder that filled up again or vanished (a race, not a fault), and
+    False with a logged error for any other failure; only a folder really removed is counted."""
+    make(tmp_path / "refilled" / "new.mp3")
+    make(tmp_path / "a_file")
+    (tmp_path / "empty").mkdir()
+    walker = safe_tree.Walker(str(tmp_path))
+    fd = walker.open_root()
+    try:
+        assert walker._rmdir(fd, "refilled", "sub/refilled") is False
+        assert walker._rmdir(fd, "vanished", "sub/vanished") is False
+        assert walker.errors == [] and walker.dirs_removed == 0
+        assert walker._rmdir(fd, "a_file", "sub/a_file") is False
+        assert walker.errors == ["sub/a_file: Not a directory"] and walker.dirs_removed == 0
+        assert walker._rmdir(fd, "empty", "sub/empty") is True
+        assert walker.dirs_removed == 1
+    finally:
+        walker.close()
+    assert sorted(os.listdir(str(tmp_path))) == ["a_file", "refilled"]
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_when_no_helper_process_can_be_started_the_sweep_unlinks_in_place(tmp_path, background):
+    """A user at its process limit cannot fork the unlink helper: the sweep then unlinks in place, with the same
+    tallies, and stopping the helper that never started is harmless."""
+    import resource  # pylint: disable=import-outside-toplevel
+    top = tmp_path / "top"
+    make(top / "old.mp3", size=5)
+    make(top / "sub" / "old.mp3", size=6)
+    make(top / "young.mp3", size=7, stamp=HI + 1)
+    for folder in (top, top / "sub"):
+        os.chmod(str(folder), 0o777)
+    walker = safe_tree.Walker(str(top))
+    walker.open_root()
+    safe_tree.Unlinker().stop()  # reached in this process too, so that mutmut runs this test for its mutants
+
+    def sweep_without_fork():
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # this user may start no other process
+        unlinker = safe_tree.Unlinker()
+        unlinker.stop()
+        rule = safe_tree.Rule(HI)
+        complete = walker.sweep(rule, background_unlink=background)
+        return ((unlinker.sock, unlinker.pid, unlinker.lost), complete,
+                (rule.removed, rule.removed_bytes, rule.kept, rule.kept_bytes), walker.errors)
+
+    try:
+        assert unprivileged(sweep_without_fork) == ((None, None, False), True, (2, 11, 1, 7), [])
+    finally:
+        walker.close()
+    assert names(top) == ["young.mp3"]
+
+
+_FORKS = []
+os.register_at_fork(before=lambda: _FORKS and _FORKS[-1].append(1))  # counts forks while a list is pushed
+
+
+@pytest.mark.parametrize("check_mode, helpers", [(False, 1), (True, 0)])
+def test_a_sweep_unlinks_in_a_helper_process_unless_told_otherwise(tmp_path, check_mode, helpers):
+    """By default a sweep forks one unlink helper (deciding and unlinking overlap); in check mode, which unlinks
+    nothing, it starts none."""
+    make(tmp_path / "old.mp3")
+    _FORKS.append([])
+    try:
+        walker = safe_tree.Walker(str(tmp_path), check_mode=check_mode)
+        walker.open_root()
+        try:
+            assert walker.sweep(safe_tree.Rule(HI)) is True
+        finally:
+            walker.close()
+    finally:
+        forks = len(_FORKS.pop())
+    assert forks == helpers
+    assert names(tmp_path) == ([] if not check_mode else ["old.mp3"])
