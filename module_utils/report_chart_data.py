@@ -17,9 +17,8 @@ from __future__ import annotations
 import collections
 import math
 
-from ansible.module_utils.report_history import (
-    STATUS_RANK, figures_of, find_step, hosts_of, is_report, report_time, run_key,
-)
+from ansible.module_utils.report_history import figures_of, find_step, hosts_of, is_report, report_time, run_key
+from ansible.module_utils.runbook_common import STATUS_RANK
 
 # The guide's numbers, used when a report does not carry its own.
 DEFAULT_ERROR_THRESHOLDS = (("target", 0.1), ("alert", 1.0), ("high", 5.0))

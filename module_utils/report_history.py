@@ -24,7 +24,7 @@ import re
 import stat
 
 from ansible.module_utils.runbook_clock import now as clock_now
-from ansible.module_utils.runbook_common import SEVERITIES, STATUS_RANK, UTC, parse_iso
+from ansible.module_utils.runbook_common import UTC, parse_iso
 
 MAX_REPORT_BYTES = 8 * 1024 * 1024  # a report is a few kB; anything this big is not one
 REPORT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -33,11 +33,10 @@ import json
 import re
 
 from ansible.module_utils.report_chart_data import chart_data, host_colours, runs_of
-from ansible.module_utils.report_history import (
-    SEVERITIES, STATUS_RANK, hosts_of, parse_time, report_time, stamp, steps_of,
-)
+from ansible.module_utils.report_history import hosts_of, parse_time, report_time, stamp, steps_of
 from ansible.module_utils.report_redact import clean_text
 from ansible.module_utils.report_svg import render_chart
+from ansible.module_utils.runbook_common import SEVERITIES, STATUS_RANK
 
 try:
     from jinja2 import Environment, StrictUndefined
