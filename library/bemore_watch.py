@@ -287,7 +287,7 @@ def finish(module, p):
         except ValueError as exc:
             release_lock(p["state_dir"])
             module.fail_json(msg="%s: %s" % (host, exc))
-        if plan["wants"]:
+        if plan["wants"] and plan["api_from"] == "controller":
             targets[host] = {"api": plan["api"], "wants": [w for w in plan["wants"] if w != "latency"],
                              "cfg": plan["sweep_cfg"]}
     api, _elapsed = sweep(targets, p["tokens"], p["workers"])
@@ -300,7 +300,11 @@ def finish(module, p):
         readings = p["readings"].get(host) or {}
         if isinstance(readings, dict) and "readings" in readings:
             readings = readings["readings"]
-        steps, new = decide_host(plan, api.get(host), readings, previous, now, p)
+        host_api = api.get(host)
+        if plan["api_from"] == "host":
+            # An API that answers only on its host's loopback: the host module run read it, as bemore_checks does.
+            host_api = readings.get("api") or {"error": "the host did not read its API (bemore_api_from: host)"}
+        steps, new = decide_host(plan, host_api, readings, previous, now, p)
         sig, severity, summary = signal(steps)
         silence = open_silence([s for s in silences if s.get("host") in (host, "*")], now)
         incident, messages, event = step_incident(
