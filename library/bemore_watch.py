@@ -120,6 +120,18 @@ options:
     description: Hosts read at the same time.
     type: int
     default: 64
+  start_incident:
+    description:
+      - On a critical incident (opened, escalated or relapsed), return it in RV(start_incident_hosts) for the role
+        to start incident.yml's identify step, once per incident; later runs send a follow-up message linking
+        that run's report once it exists (or saying, after 30 minutes, that there is none).
+    type: bool
+    default: false
+  start_incident_via:
+    description: How the identify step is started. V(cron) is refused with an error (no unit to start, no job API).
+    type: str
+    choices: [systemd, awx, cron]
+    default: systemd
 extends_documentation_fragment:
   - bemore_attributes.controller
 notes:
@@ -175,12 +187,18 @@ report:
   description: Paths of the full report when one was written, else the summary file.
   returned: when phase is finish
   type: dict
+start_incident_hosts:
+  description: Hosts whose critical incident this run starts the identify step for (finish, O(start_incident)).
+  returned: when phase is finish
+  type: list
+  elements: str
 elapsed_ms:
   description: Wall time of the finish phase.
   returned: when phase is finish
   type: float
 """
 
+import glob
 import os
 import time
 
@@ -188,19 +206,40 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_checks import sweep
 from ansible.module_utils.bemore_steps import disk_step, error_step, health_step, name_unread
 from ansible.module_utils.bemore_watch import (
-    CLEAN, FAILING, exit_code, open_silence, per_minute_step, signal, step_incident,
+    CLEAN, FAILING, exit_code, open_silence, per_minute_step, response_follow_up, response_mode, signal,
+    start_response, step_incident,
 )
 from ansible.module_utils.bemore_watch_store import (
     TOPIC, append_summary, close_silences, commit_watch, mark_sent, open_silences, read_silences, release_lock,
     take_lock,
 )
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_common import parse_time
 from ansible.module_utils.runbook_core import (
-    build_report, iso, load_state, new_run_id, page_url, post_webhook, write_report,
+    build_report, iso, load_state, new_run_id, page_url, post_webhook, read_json, write_report,
 )
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
 
 WATCH_ROLES = ("health_check", "error_monitoring", "disk_usage")
+INCIDENT_REPORTS_READ = 50
+
+
+def incident_reports(report_dir, report_url):
+    """The newest incident runs' reports, as response_follow_up reads them: started_at, hosts, status, link."""
+    paths = sorted(p for p in glob.glob(os.path.join(report_dir, "incident", "*.json"))
+                   if os.path.basename(p) != "latest.json")[-INCIDENT_REPORTS_READ:]
+    out = []
+    for path in paths:
+        report = read_json(path, None)
+        if not isinstance(report, dict) or not isinstance(report.get("hosts"), dict):
+            continue
+        base = path[:-len(".json")]
+        local = next((base + ext for ext in (".html", ".md") if os.path.exists(base + ext)), path)
+        out.append({"started_at": parse_time(report.get("started_at")), "hosts": sorted(report["hosts"]),
+                    "worst_status": report.get("worst_status"),
+                    "link": (page_url(report_url, report) if report.get("run_id") and report.get("schedule")
+                             else None) or local})
+    return out
 
 
 def _api_reading(api, name):
@@ -287,7 +326,7 @@ def finish(module, p):
         except ValueError as exc:
             release_lock(p["state_dir"])
             module.fail_json(msg="%s: %s" % (host, exc))
-        if plan["wants"]:
+        if plan["wants"] and plan["api_from"] == "controller":
             targets[host] = {"api": plan["api"], "wants": [w for w in plan["wants"] if w != "latency"],
                              "cfg": plan["sweep_cfg"]}
     api, _elapsed = sweep(targets, p["tokens"], p["workers"])
@@ -295,24 +334,39 @@ def finish(module, p):
     run = {"schedule": "watch", "environment": p["environment"], "id": new_run_id(p["environment"], now),
            "started_at": iso(now), "warnings": warnings}
     hosts, topics, events, new_messages, lines = {}, {}, [], [], []
+    mode = response_mode(p["start_incident"], p["start_incident_via"])
+    to_start, reports = [], None
     for host, plan in plans.items():
         previous = (state.get(host) or {}).get(TOPIC) or {}
         readings = p["readings"].get(host) or {}
         if isinstance(readings, dict) and "readings" in readings:
             readings = readings["readings"]
-        steps, new = decide_host(plan, api.get(host), readings, previous, now, p)
+        host_api = api.get(host)
+        if plan["api_from"] == "host":
+            # An API that answers only on its host's loopback: the host module run read it, as bemore_checks does.
+            host_api = readings.get("api") or {"error": "the host did not read its API (bemore_api_from: host)"}
+        steps, new = decide_host(plan, host_api, readings, previous, now, p)
         sig, severity, summary = signal(steps)
         silence = open_silence([s for s in silences if s.get("host") in (host, "*")], now)
         incident, messages, event = step_incident(
             previous.get("incident"), sig, severity, summary, now, host, p["environment"], p["clean_runs"],
             p["relapse_minutes"] * 60, silenced=silence)
+        if start_response(incident, event, mode, now):
+            to_start.append(host)
+        elif incident and isinstance(incident.get("response"), dict) and incident["response"].get("report") is None:
+            if reports is None:
+                reports = incident_reports(p["report_dir"], p["report_url"])
+            follow_up = response_follow_up(incident, reports, now, host, p["environment"])
+            if follow_up:
+                messages.append(follow_up)
+                event = event or "response"
         topic = dict(previous, **new)
         topic.update(incident=incident, last_run=round(now, 1), last_signal=sig,
                      outbox=list(previous.get("outbox") or []) + messages)
         if sig in (FAILING, CLEAN):
             topic["last_success"] = round(now, 1)
         topics[host] = topic
-        if event in ("opened", "relapsed", "escalated", "reminder", "resolved"):
+        if event in ("opened", "relapsed", "escalated", "reminder", "resolved", "response"):
             events.append({"host": host, "event": event, "incident_id": incident["id"],
                            "severity": incident["severity"]})
         new_messages.extend(messages)
@@ -329,7 +383,7 @@ def finish(module, p):
         report_info = write_report(report, p["report_dir"], keep=500)
         link = page_url(p["report_url"], report)
         for msg in new_messages:
-            msg["report"] = link or report_info.get("markdown")
+            msg.setdefault("report", link or report_info.get("markdown"))
     summary_path = os.path.join(p["report_dir"], "watch", "summary.log")
     append_summary(summary_path, "%s %s %s" % (iso(now), run["id"], " | ".join(lines) or "no host"),
                    p["summary_lines"])
@@ -350,7 +404,7 @@ def finish(module, p):
                   or [{"id": m["id"], "kind": m["kind"], "incident_id": m["incident_id"], "outcome": "not sent"}
                       for m in owed], report=report_info, heartbeat=heartbeat, run_id=run["id"],
                   elapsed_ms=round((time.monotonic() - started) * 1000.0, 1), rc_meaning=rc,
-                  state={})
+                  state={}, start_incident_hosts=to_start)
     if warnings:
         result["warnings"] = warnings
     if rc:
@@ -386,6 +440,8 @@ def main():
             silence_close=dict(type="bool", default=False),
             silence_grace_minutes=dict(type="int", default=0),
             workers=dict(type="int", default=64),
+            start_incident=dict(type="bool", default=False),
+            start_incident_via=dict(type="str", choices=["systemd", "awx", "cron"], default="systemd"),
         ),
         required_if=[("phase", "finish", ("report_dir",))],
         supports_check_mode=True,
@@ -399,6 +455,10 @@ def main():
     if p["errors_per_minute_medium"] > p["errors_per_minute_high"]:
         module.fail_json(msg="errors_per_minute_medium (%s) must not be above errors_per_minute_high (%s)"
                          % (p["errors_per_minute_medium"], p["errors_per_minute_high"]))
+    try:
+        response_mode(p["start_incident"], p["start_incident_via"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     now = clock_now()
     if p["phase"] == "begin":
         took, owner = take_lock(p["state_dir"], now)

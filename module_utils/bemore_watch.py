@@ -303,3 +303,80 @@ def watch_stale(view, limit=WATCH_STALE_S):
         return None
     return "the watch has not succeeded for more than %d min on: %s; check its schedule (runbooks/watch.md)" % (
         limit // 60, ", ".join(stale))
+
+
+# --- from watch to response ---------------------------------------------------
+
+# How the watch may start incident.yml's identify step. cron has no unit the
+# watch could start and no job API, so it is refused rather than ignored.
+RESPONSE_VIA = ("systemd", "awx")
+# The events after which a critical incident gets its identify run.
+RESPONSE_EVENTS = ("opened", "escalated", "relapsed")
+# How long the watch waits for the identify run's report before it says there is none.
+RESPONSE_WAIT_S = 30 * 60
+
+
+def response_mode(enabled, via):
+    """The validated way to start the identify step: None (not asked), 'systemd' or 'awx'; ValueError otherwise."""
+    if not enabled:
+        return None
+    if via == "cron":
+        raise ValueError("bemore_watch_start_incident is not offered under cron: cron has no unit the watch can start "
+                         "and no job to launch; run the watch from the systemd timers or AWX, or set "
+                         "bemore_watch_start_incident: false")
+    if via not in RESPONSE_VIA:
+        raise ValueError("bemore_watch_start_incident_via must be one of %s, got %r" % (", ".join(RESPONSE_VIA), via))
+    return via
+
+
+def start_response(incident, event, mode, now):
+    """Whether this run starts the identify step for ``incident``; marks it on the incident (changed in place).
+
+    Only a critical incident, only on the run that opened, escalated or
+    relapsed it, and once per incident: a reminder or a second relapse
+    starts nothing more (the first identify run's report is the evidence).
+    """
+    if mode is None or not incident or event not in RESPONSE_EVENTS or incident.get("severity") != "critical":
+        return False
+    if incident.get("response"):
+        return False
+    incident["response"] = {"via": mode, "started_at": round(float(now), 1), "report": None}
+    _event(incident, now, "response started", "critical", "incident.yml identify step started via %s" % mode)
+    return True
+
+
+def response_follow_up(incident, reports, now, host, environment="unknown", wait_s=RESPONSE_WAIT_S):
+    """The follow-up message (or None) of an incident whose identify step was started (changed in place).
+
+    ``reports``: the incident runs' reports, [{"started_at": epoch, "hosts": [...], "worst_status", "link"}].
+    The first report of a run that started at or after the response and covers
+    ``host`` is linked once; none after ``wait_s`` is said once, since a page
+    that promised a report must not go quiet.
+    """
+    response = (incident or {}).get("response")
+    if not isinstance(response, dict) or response.get("report") is not None:
+        return None
+    started = float(response["started_at"])
+    found = sorted((r for r in reports or [] if isinstance(r, dict) and r.get("started_at") is not None
+                    and float(r["started_at"]) >= started and host in (r.get("hosts") or [])),
+                   key=lambda r: float(r["started_at"]))
+    if found:
+        first = found[0]
+        response["report"] = first.get("link") or "?"
+        text = "[%s] BeMore %s on %s: incident %s, identify step reported %s: %s" % (
+            incident["severity"].upper(), host, environment, incident["id"],
+            str(first.get("worst_status") or "unknown").upper(), response["report"])
+        _event(incident, now, "response report", incident["severity"], "identify report: %s" % response["report"])
+    elif now - started >= wait_s:
+        response["report"] = ""
+        text = "[%s] BeMore %s on %s: incident %s, the identify step started %s ago via %s wrote no report" % (
+            incident["severity"].upper(), host, environment, incident["id"], duration_text(now - started),
+            response.get("via"))
+        _event(incident, now, "response missing", incident["severity"], "no identify report after %s"
+               % duration_text(now - started))
+    else:
+        return None
+    msg = _message(incident, now, "response", host, environment, text)
+    if response["report"]:
+        msg["report"] = response["report"]
+    return msg

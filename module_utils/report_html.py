@@ -29,6 +29,7 @@ Python without it the page is not rendered and the caller says so.
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 import re
 
@@ -201,6 +202,38 @@ def details_view(report, host_ids):
     return out
 
 
+def _epoch_stamp(value):
+    try:
+        return stamp(datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "time unknown"
+
+
+def incidents_view(report):
+    """Per host, the watch's incident (report.watch.incidents) and its timeline, oldest entry first.
+
+    A watch report that opened, reminded of or resolved an incident carries
+    it whole; the page shows what happened when, so the reader of a
+    "resolved" message sees the outage it ends. Other reports: [].
+    """
+    watch = report.get("watch") if isinstance(report.get("watch"), dict) else {}
+    incidents = watch.get("incidents") if isinstance(watch.get("incidents"), dict) else {}
+    out = []
+    for host, incident in sorted(incidents.items(), key=lambda item: str(item[0])):
+        if not isinstance(incident, dict):
+            continue
+        timeline = incident.get("timeline") if isinstance(incident.get("timeline"), list) else []
+        entries = [{"at": _epoch_stamp(e.get("ts")), "event": clean_text(e.get("event") or "?"),
+                    "severity": _severity(e.get("severity")), "summary": clean_text(e.get("summary"))}
+                   for e in timeline if isinstance(e, dict)]
+        resolved = incident.get("resolved_at") is not None
+        out.append({"host": clean_text(host), "id": clean_text(incident.get("id") or "?"),
+                    "severity": _severity(incident.get("severity")),
+                    "state": ("resolved %s" % _epoch_stamp(incident["resolved_at"])) if resolved else "open",
+                    "opened": _epoch_stamp(incident.get("opened_at")), "entries": entries})
+    return out
+
+
 def charts_view(report, history, options):
     """The trend charts (SVG markup from report_svg), what they cover, and what they leave out."""
     runs = runs_of(report, history)
@@ -269,6 +302,7 @@ def page_view(report, history, options=None):
         "matrix": matrix_view(report, host_ids),
         "charts": charts_view(report, history, options),
         "details": details_view(report, host_ids),
+        "incidents": incidents_view(report),
         "footer": {"schedule": schedule, "run_id": clean_text(report.get("run_id") or "?"),
                    "environment": environment},
     }

@@ -208,3 +208,14 @@ def test_a_watch_during_a_weekly_run_neither_waits(sandbox, ansible_env, receive
         lock = json.load(handle)["hosts"]["sandbox"].get("lock") or {}
     assert float(lock.get("waited_s") or 0) == 0.0, lock
     assert receiver.messages == []
+
+
+def test_an_incident_start_asked_under_cron_is_refused_before_the_watch_runs(ansible_env, receiver):
+    env = dict(ansible_env, BEMORE_SCHEDULER="cron")
+    proc = play("watch.yml", env, "-e", "bemore_webhook_url=%s" % receiver.url,
+                "-e", "bemore_watch_start_incident=true")
+    assert proc.returncode != 0
+    assert "bemore_watch_start_incident is not offered under cron" in proc.stdout, proc.stdout[-3000:]
+    # Refused before the watch's lock and state: no summary line, nothing sent.
+    assert not os.path.exists(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "watch", "summary.log"))
+    assert receiver.messages == []

@@ -138,6 +138,40 @@ def _render(value, variables):
     return value
 
 
+def _job_template_vars():
+    with open(os.path.join(REPO, "playbooks", "awx_configure.yml"), encoding="utf-8") as handle:
+        play = yaml.safe_load(handle)[0]
+    return next(t for t in play["tasks"] if "awx.awx.job_template" in t and t.get("loop") == "{{ awx_job_templates }}")["vars"]
+
+
+def _native(value, variables):
+    """A task argument as Ansible templates it: a whole-expression string gives its value (a list, a dict)."""
+    from jinja2.nativetypes import NativeEnvironment  # pylint: disable=import-outside-toplevel
+
+    env = NativeEnvironment(undefined=jinja2_strict())
+    env.filters["combine"] = lambda a, b: dict(a, **b)
+    env.filters["regex_replace"] = lambda text, pattern, repl: re.sub(pattern, repl, text)
+    return env.from_string(value).render(**variables) if isinstance(value, str) else value
+
+
+def jinja2_strict():
+    import jinja2  # pylint: disable=import-outside-toplevel
+
+    return jinja2.StrictUndefined
+
+
+def _template_args(item):
+    """The job template's extra vars, credentials and job tags as awx_configure.yml gives them for ``item``."""
+    task = _job_template_task()
+    variables = dict(AWX, item=item)
+    variables["__awx_paths"] = _render(_job_template_vars()["__awx_paths"], variables)
+    omit = object()
+    variables["omit"] = omit
+    tags = _native(task["job_tags"], variables)
+    return {"extra_vars": _native(task["extra_vars"], variables), "credentials": _native(task["credentials"], variables),
+            "job_tags": None if tags is omit else tags}
+
+
 def test_every_job_template_slices_its_inventory_and_keeps_state_on_the_volume():
     task = _job_template_task()
     for item in AWX["awx_job_templates"]:
@@ -146,10 +180,11 @@ def test_every_job_template_slices_its_inventory_and_keeps_state_on_the_volume()
         forks = int(_render(task["forks"], variables))
         assert slices == item.get("job_slice_count", AWX["awx_job_template_defaults"]["job_slice_count"]) >= 1
         assert forks == item.get("forks", AWX["awx_job_template_defaults"]["forks"]) >= 1
-        extra = _render(task["extra_vars"], variables)
+        extra = _template_args(item)["extra_vars"]
         env = item["inventory"].replace("BeMore ", "")
-        assert extra == {"bemore_state_dir": "%s/%s/state" % (AWX["awx_state_root"], env),
-                         "bemore_report_dir": "%s/%s/reports" % (AWX["awx_state_root"], env)}
+        assert extra == dict({"bemore_state_dir": "%s/%s/state" % (AWX["awx_state_root"], env),
+                              "bemore_report_dir": "%s/%s/reports" % (AWX["awx_state_root"], env)},
+                             **item.get("extra_vars", {}))
         assert _render(task["instance_groups"][0], variables) == AWX["awx_container_group"]["name"]
     incident = next(t for t in AWX["awx_job_templates"] if t["playbook"].endswith("incident.yml"))
     assert incident["job_slice_count"] == 1
@@ -202,3 +237,40 @@ def test_a_job_cleanup_schedule_keeps_a_week_of_the_288_daily_watch_jobs():
     assert [(b - a).days for a, b in zip(runs, runs[1:])] == [1, 1]
     schedule = _configure_task("awx.awx.schedule")
     assert schedule["extra_data"] == "{{ item.extra_data | default(omit) }}"
+
+
+def _role_file(*parts):
+    with open(os.path.join(REPO, "roles", "bemore_watch", *parts), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def test_the_watch_job_can_launch_the_identify_template_on_a_critical_incident():
+    """From watch to response under AWX: the watch job says AWX runs it, carries the launch credential, and the
+    template the role launches runs incident.yml's identify step only, on the hosts the launch names."""
+    defaults = _role_file("defaults", "main.yml")
+    assert defaults["bemore_watch_start_incident"] is False  # opt-in
+    watch = next(t for t in AWX["awx_job_templates"] if t["playbook"] == "playbooks/watch.yml")
+    args = _template_args(watch)
+    assert args["extra_vars"]["bemore_watch_start_incident_via"] == "awx"
+    assert set(AWX["awx_job_credentials"]) < set(args["credentials"])
+    assert args["job_tags"] is None
+    identify = next(t for t in AWX["awx_job_templates"] if t["name"] == defaults["bemore_watch_incident_template"])
+    assert identify["playbook"] == "playbooks/incident.yml" and "survey" not in identify
+    assert _template_args(identify)["job_tags"] == "identify"
+    assert _job_template_task()["ask_limit_on_launch"] is True
+    with open(os.path.join(REPO, "playbooks", "incident.yml"), encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)[0]["tasks"]
+    steps = [t for block in tasks for t in block.get("block", [block])]
+    assert [t["name"] for t in steps if "identify" in t.get("tags", [])][:1] == ["Identify - check the health endpoint"]
+    launch = next(t for t in _role_file("tasks", "main.yml") if "awx.awx.job_launch" in t)
+    assert launch["awx.awx.job_launch"]["job_template"] == "{{ bemore_watch_incident_template }}"
+    assert "start_incident_hosts" in launch["awx.awx.job_launch"]["limit"]
+    assert "__bemore_watch_start_via == 'awx'" in launch["when"]
+
+
+def test_the_other_templates_run_whole_playbooks_without_the_launch_credential():
+    for item in AWX["awx_job_templates"]:
+        if item["playbook"] in ("playbooks/watch.yml",) or item.get("job_tags"):
+            continue
+        args = _template_args(item)
+        assert args["job_tags"] is None and args["credentials"] == AWX["awx_job_credentials"], item["name"]

@@ -526,3 +526,53 @@ def test_a_missing_root_is_an_empty_history_and_bad_names_are_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="cannot be opened as a directory"):
         report_history.load_history(str(tmp_path / "file"), "daily")
+
+
+def watch_report(timeline, resolved_at=None):
+    """The green fixture as a watch report that opened (and maybe resolved) an incident on its first host."""
+    report = fixture("green")
+    host = sorted(report["hosts"])[0]
+    report["watch"] = {"events": [{"host": host, "event": timeline[-1]["event"], "incident_id": "prod-x-1",
+                                   "severity": "critical"}],
+                       "incidents": {host: {"id": "prod-x-1", "host": host, "severity": "critical",
+                                            "opened_at": timeline[0]["ts"], "resolved_at": resolved_at,
+                                            "timeline": timeline}}}
+    return report, host
+
+
+def incidents_section(root):
+    return [s for s in root.iter(X + "section") if "incidents" in (s.get("class") or "").split()]
+
+
+def test_a_watch_report_shows_its_incident_timeline_in_order():
+    opened = datetime.datetime(2026, 12, 1, 10, 5, tzinfo=datetime.timezone.utc).timestamp()
+    timeline = [{"ts": opened, "event": "opened", "severity": "critical", "summary": "health: service down: HTTP 503"},
+                {"ts": opened + 900, "event": "reminder", "severity": "critical", "summary": "still down"},
+                {"ts": opened + 1500, "event": "resolved", "severity": "critical",
+                 "summary": "back to normal after 20 min 00 s"}]
+    report, host = watch_report(timeline, resolved_at=opened + 1500)
+    _page, root = render(report)
+    (section,) = incidents_section(root)
+    assert host in text(section.find(X + "h3")) and "prod-x-1" in text(section.find(X + "h3"))
+    assert "Opened 2026-12-01 10:05 UTC, resolved 2026-12-01 10:30 UTC." == text(section.find(X + "p"))
+    rows = [[text(c) for c in tr] for tr in section.find(X + "table").find(X + "tbody")]
+    assert rows == [["2026-12-01 10:05 UTC", "opened", "critical", "health: service down: HTTP 503"],
+                    ["2026-12-01 10:20 UTC", "reminder", "critical", "still down"],
+                    ["2026-12-01 10:30 UTC", "resolved", "critical", "back to normal after 20 min 00 s"]]
+
+
+def test_an_open_incident_says_so_and_its_text_is_escaped_and_redacted():
+    hostile = "<script>alert(1)</script> Bearer abcdefghijklmnopqrstuvwxyz0123456789"
+    report, _host = watch_report([{"ts": 1764583500.0, "event": "opened", "severity": "high", "summary": hostile}])
+    page, root = render(report)
+    (section,) = incidents_section(root)
+    assert text(section.find(X + "p")).endswith(", open.")
+    assert "<script" not in page and not list(root.iter(X + "script"))
+    (row,) = section.find(X + "table").find(X + "tbody")
+    assert "<script>alert(1)</script>" in text(row[3])
+    assert "abcdefghijklmnopqrstuvwxyz0123456789" not in page
+
+
+def test_a_report_without_an_incident_has_no_incident_section():
+    _page, root = render("critical")
+    assert incidents_section(root) == []

@@ -266,3 +266,86 @@ def test_an_incident_opened_and_ended_inside_a_silence_sends_nothing():
     incident, m2, _ = run(incident, healthy(), NOW + 1200)
     incident, m3, event = run(incident, healthy(), NOW + 1500)
     assert event == "resolved" and messages + m2 + m3 == []
+
+
+# --- from watch to response ---
+
+@pytest.mark.parametrize("enabled, via, mode", [(False, "cron", None), (True, "systemd", "systemd"),
+                                                 (True, "awx", "awx")])
+def test_the_response_mode_is_validated(enabled, via, mode):
+    assert watch.response_mode(enabled, via) == mode
+
+
+@pytest.mark.parametrize("via, message", [("cron", "not offered under cron"), ("ssh", "must be one of systemd, awx")])
+def test_the_response_mode_refuses_cron_and_unknown_ways(via, message):
+    with pytest.raises(ValueError, match=message):
+        watch.response_mode(True, via)
+
+
+def opened(severity="critical"):
+    sig, sev, summary = watch.signal([steps.step("health", "critical", severity, "service down")])
+    return watch.step_incident(None, sig, sev, summary, NOW, "web1", "prod")
+
+
+@pytest.mark.parametrize("severity, event, mode, started", [
+    ("critical", "opened", "systemd", True), ("critical", "opened", None, False), ("high", "opened", "awx", False),
+    ("critical", "reminder", "awx", False), ("critical", "escalated", "awx", True),
+    ("critical", "relapsed", "systemd", True)])
+def test_only_a_critical_opening_escalation_or_relapse_starts_the_identify_step(severity, event, mode, started):
+    incident, _messages, _event = opened(severity)
+    assert watch.start_response(incident, event, mode, NOW) is started
+    assert bool(incident.get("response")) is started
+
+
+def test_the_identify_step_starts_once_per_incident():
+    incident, _messages, _event = opened()
+    assert watch.start_response(incident, "opened", "systemd", NOW)
+    assert not watch.start_response(incident, "relapsed", "systemd", NOW + 60)
+    assert [e["event"] for e in incident["timeline"]] == ["opened", "response started"]
+
+
+def report(offset, hosts=("web1",), status="critical"):
+    return {"started_at": NOW + offset, "hosts": list(hosts), "worst_status": status, "link": "r/%d.html" % offset}
+
+
+@pytest.mark.parametrize("reports, link", [
+    ([], None),                                        # not yet
+    ([report(-1)], None),                              # a run that started before the response
+    ([report(5, hosts=("web2",))], None),              # a run of another host
+    ([report(0)], "r/0.html"),                         # at the start: counts
+    ([report(40), report(5)], "r/5.html"),             # the first one after the start
+])
+def test_the_follow_up_links_the_first_identify_report_of_the_host(reports, link):
+    incident, _messages, _event = opened()
+    watch.start_response(incident, "opened", "systemd", NOW)
+    msg = watch.response_follow_up(incident, reports, NOW + 60, "web1", "prod")
+    assert (msg and msg["report"]) == link
+    if link:
+        assert msg["kind"] == "response" and "identify step reported CRITICAL: " + link in msg["text"]
+        # Once: the next run sends nothing more.
+        assert watch.response_follow_up(incident, reports, NOW + 120, "web1", "prod") is None
+
+
+@pytest.mark.parametrize("after, said", [(watch.RESPONSE_WAIT_S - 1, False), (watch.RESPONSE_WAIT_S, True)])
+def test_a_missing_identify_report_is_said_once_after_the_wait(after, said):
+    incident, _messages, _event = opened()
+    watch.start_response(incident, "opened", "awx", NOW)
+    msg = watch.response_follow_up(incident, [], NOW + after, "web1", "prod")
+    assert bool(msg) is said
+    if said:
+        assert "wrote no report" in msg["text"] and "report" not in msg
+        assert watch.response_follow_up(incident, [report(after + 1)], NOW + after + 60, "web1", "prod") is None
+
+
+def test_an_incident_without_a_started_response_has_no_follow_up():
+    incident, _messages, _event = opened()
+    assert watch.response_follow_up(incident, [report(5)], NOW + 60, "web1") is None
+
+
+@pytest.mark.parametrize("phase", ["begin", "finish"])
+def test_the_module_refuses_an_incident_start_under_cron_and_changes_nothing(run_module, tmp_path, phase):
+    state_dir, report_dir = tmp_path / "state", tmp_path / "reports"
+    out = run_module("bemore_watch", {"phase": phase, "state_dir": str(state_dir), "report_dir": str(report_dir),
+                                      "start_incident": True, "start_incident_via": "cron"})
+    assert out["failed"] and "bemore_watch_start_incident is not offered under cron" in out["msg"]
+    assert not state_dir.exists() and not report_dir.exists()
