@@ -351,7 +351,8 @@ def finish(module, p):
         incident, messages, event = step_incident(
             previous.get("incident"), sig, severity, summary, now, host, p["environment"], p["clean_runs"],
             p["relapse_minutes"] * 60, silenced=silence)
-        if start_response(incident, event, mode, now):
+        # A check-mode run starts nothing, so it marks no response as started either.
+        if start_response(incident, event, None if module.check_mode else mode, now):
             to_start.append(host)
         elif incident and isinstance(incident.get("response"), dict) and incident["response"].get("report") is None:
             if reports is None:
