@@ -79,6 +79,13 @@ options:
     description: A failure within this many minutes of a resolution continues the same incident.
     type: int
     default: 30
+  repeat_minutes:
+    description:
+      - Least minutes between two messages of one open incident (Alertmanager's C(repeat_interval)).
+      - A reminder waits for the longer of this and the guide's response time of the incident's severity
+        (critical 15, high 60, medium 240 minutes), so it never comes sooner than the guide asks for a response.
+    type: int
+    default: 60
   errors_per_minute_medium:
     description: Errors per minute from the backend's counters above which a host without a readable log is medium.
     type: float
@@ -332,7 +339,7 @@ def finish(module, p):
     api, _elapsed = sweep(targets, p["tokens"], p["workers"])
     silences = read_silences(p["state_dir"])
     run = {"schedule": "watch", "environment": p["environment"], "id": new_run_id(p["environment"], now),
-           "started_at": iso(now), "warnings": warnings}
+           "started_at": iso(now), "warnings": warnings, "check_mode": module.check_mode}
     hosts, topics, events, new_messages, lines = {}, {}, [], [], []
     mode = response_mode(p["start_incident"], p["start_incident_via"])
     to_start, reports = [], None
@@ -350,7 +357,7 @@ def finish(module, p):
         silence = open_silence([s for s in silences if s.get("host") in (host, "*")], now)
         incident, messages, event = step_incident(
             previous.get("incident"), sig, severity, summary, now, host, p["environment"], p["clean_runs"],
-            p["relapse_minutes"] * 60, silenced=silence)
+            p["relapse_minutes"] * 60, silenced=silence, repeat_s=p["repeat_minutes"] * 60)
         # A check-mode run starts nothing, so it marks no response as started either.
         if start_response(incident, event, None if module.check_mode else mode, now):
             to_start.append(host)
@@ -386,10 +393,15 @@ def finish(module, p):
         for msg in new_messages:
             msg.setdefault("report", link or report_info.get("markdown"))
     summary_path = os.path.join(p["report_dir"], "watch", "summary.log")
-    append_summary(summary_path, "%s %s %s" % (iso(now), run["id"], " | ".join(lines) or "no host"),
-                   p["summary_lines"])
+    append_summary(summary_path, "%s %s%s %s" % (iso(now), run["id"], " (check mode)" if module.check_mode else "",
+                                               " | ".join(lines) or "no host"), p["summary_lines"])
     report_info.setdefault("summary", summary_path)
-    committed = commit_watch(p["state_dir"], topics, warnings)
+    if module.check_mode:
+        # A check-mode run reports what it would page but changes no state: its incidents, positions and
+        # outbox are not committed, so the next real run decides as if this one had not happened.
+        committed = {}
+    else:
+        committed = commit_watch(p["state_dir"], topics, warnings)
     owed = [m for t in committed.values() for m in t.get("outbox") or []]
     outcomes, sent = [], []
     if owed and p["webhook_url"] and not module.check_mode:
@@ -402,8 +414,10 @@ def finish(module, p):
         heartbeat = post_webhook(p["heartbeat_url"], {"run_id": run["id"], "at": iso(now)}, 5.0, 1, delay=1.0)[1]
     release_lock(p["state_dir"])
     result = dict(changed=bool(sent or events), skipped_run=False, hosts=hosts, events=events, messages=outcomes
-                  or [{"id": m["id"], "kind": m["kind"], "incident_id": m["incident_id"], "outcome": "not sent"}
-                      for m in owed], report=report_info, heartbeat=heartbeat, run_id=run["id"],
+                  or [{"id": m["id"], "kind": m["kind"], "incident_id": m["incident_id"],
+                       "outcome": "not sent (check mode)" if module.check_mode else "not sent"}
+                      for m in (new_messages if module.check_mode else owed)],
+                  report=report_info, heartbeat=heartbeat, run_id=run["id"],
                   elapsed_ms=round((time.monotonic() - started) * 1000.0, 1), rc_meaning=rc,
                   state={}, start_incident_hosts=to_start)
     if warnings:
@@ -431,6 +445,7 @@ def main():
             heartbeat_url=dict(type="str", default="", no_log=True),
             clean_runs=dict(type="int", default=2),
             relapse_minutes=dict(type="int", default=30),
+            repeat_minutes=dict(type="int", default=60),
             errors_per_minute_medium=dict(type="float", default=10.0),
             errors_per_minute_high=dict(type="float", default=60.0),
             summary_lines=dict(type="int", default=2016),
@@ -448,7 +463,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    for name, low in (("clean_runs", 1), ("relapse_minutes", 0), ("summary_lines", 1), ("silence_minutes", 1),
+    for name, low in (("clean_runs", 1), ("relapse_minutes", 0), ("repeat_minutes", 0), ("summary_lines", 1), ("silence_minutes", 1),
                       ("silence_grace_minutes", 0),
                       ("workers", 1), ("webhook_retries", 0)):
         if p[name] < low:

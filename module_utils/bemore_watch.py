@@ -25,7 +25,7 @@ import datetime
 from ansible.module_utils.bemore_steps import worst_severity
 from ansible.module_utils.runbook_common import SEVERITY_RANK
 
-# The guide's response times: at most one reminder per interval while an incident lasts.
+# The guide's response times: an open incident is reminded of no sooner than its severity's.
 REMIND_S = {"critical": 15 * 60, "high": 60 * 60, "medium": 4 * 60 * 60}
 # Severities that open an incident (low is the target missed, not an incident).
 OPENS = ("critical", "high", "medium")
@@ -126,13 +126,16 @@ def _message(incident, now, kind, host, environment, text):
 
 
 def step_incident(incident, sig, severity, summary, now, host, environment="unknown", clean_runs=CLEAN_RUNS,
-                  relapse_s=RELAPSE_S, remind_s=None, silenced=None):
+                  relapse_s=RELAPSE_S, remind_s=None, silenced=None, repeat_s=0):
     """(incident or None, messages, event or None) after one watch run on one host.
 
     ``incident``: the host's incident of the previous runs (open, or
     resolved and kept for its relapse window) or None. ``sig``/``severity``/
     ``summary``: signal() of this run. ``silenced``: the open silence
     ({"until", "reason"}) or None: events still happen, messages are held.
+    ``repeat_s``: Alertmanager's repeat_interval, the least time between two
+    messages of one open incident; a reminder waits for the longer of it and
+    the severity's response time (reminder_after()).
     """
     remind_s = dict(REMIND_S, **(remind_s or {}))
     now = round(float(now), 1)  # as the times it is compared with are stored
@@ -158,7 +161,8 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
             text = "[%s] BeMore %s on %s: escalated from %s: %s" % (
                 severity.upper(), host, environment, incident["severity"], summary)
             incident["severity"] = severity
-        elif now - float(incident.get("notified_at") or incident["opened_at"]) > remind_s[severity]:
+        elif now - float(incident.get("notified_at") or incident["opened_at"]) > reminder_after(
+                severity, repeat_s, remind_s):
             # At the response time of what it is now: a critical incident whose service came back with
             # only its restart to show (medium) is reminded of after 4 hours, not 15 minutes.
             event = "reminder"
@@ -199,6 +203,17 @@ def step_incident(incident, sig, severity, summary, now, host, environment="unkn
     if not silenced and incident.get("paged", True):
         messages.append(_message(incident, now, event, host, environment, text))
     return incident, messages, event
+
+
+def reminder_after(severity, repeat_s, remind_s=None):
+    """Seconds after its last message that an open incident of ``severity`` is reminded of.
+
+    The longer of ``repeat_s`` (bemore_watch_repeat_minutes) and the guide's
+    response time: a reminder never comes sooner than the guide asks for a
+    response, and an outage shorter than the repeat interval is one page
+    and one resolved message.
+    """
+    return max(float(repeat_s or 0), float((remind_s or REMIND_S)[severity]))
 
 
 def open_silence(silences, now):

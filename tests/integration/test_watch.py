@@ -2,9 +2,10 @@
 consecutive runs with BEMORE_RUNBOOK_NOW moved 300 s each time, and a
 loopback webhook receiver that counts the messages.
 
-- the service killed -> the next watch pages critical; three more failing
-  runs -> no new page; the service back -> one resolved message with the
-  duration (one page and one resolved message for the outage);
+- the service killed -> a check-mode watch pages and commits nothing; the
+  next watch pages critical; five more failing runs (a 30-minute outage)
+  -> no new page, no reminder; the service back -> one resolved message
+  with the duration (one page and one resolved message for the outage);
 - a spike above 5 % -> high; 1 % to 5 % -> medium, notified once;
 - a watch during a weekly run -> neither waits.
 """
@@ -24,8 +25,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import REPO, free_port
+from tests.helpers import register_module_utils
 from tests.integration.test_interruption import lock_holder, start, wait_for
 from tests.integration.test_sandbox_playbooks import play
+
+register_module_utils()
+
+from ansible.module_utils import bemore_watch_store as watch_store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import runbook_core  # noqa: E402  pylint: disable=wrong-import-position
 
 STEP = 300.0
 
@@ -134,12 +141,18 @@ def test_a_dead_service_pages_once_and_resolves_once_with_its_duration(ansible_e
     assert clock.watch(receiver) == []
     killed_at = clock.now
     backend.kill()
+    # A check-mode watch decides and pages nothing, and commits nothing: the next real run still opens it.
+    checked = play("watch.yml", dict(ansible_env, BEMORE_RUNBOOK_NOW=str(clock.now + 60)), "--check",
+                   "-e", "bemore_webhook_url=%s" % receiver.url)
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert receiver.messages == []
     page = clock.watch(receiver)
     assert [(m["kind"], m["severity"]) for m in page] == [("opened", "critical")]
     # Detected by the first run after the kill: at most one interval plus one run.
     assert page[0]["text"].startswith("[CRITICAL]") and "service down" in page[0]["text"]
     incident = page[0]["incident_id"]
-    for _ in range(3):
+    # Through a 30-minute outage: no new page, and no reminder before bemore_watch_repeat_minutes (60).
+    for _ in range(5):
         assert clock.watch(receiver) == []
     # The daily run finds the same dead service: it names the watch's open incident instead of paging again.
     daily = play("daily.yml", dict(ansible_env, BEMORE_RUNBOOK_NOW=str(clock.now + 60)), "--tags", "health",
@@ -155,18 +168,25 @@ def test_a_dead_service_pages_once_and_resolves_once_with_its_duration(ansible_e
         back += clock.watch(receiver)
     assert [m["kind"] for m in back] == ["resolved"]
     assert back[0]["incident_id"] == incident
-    # From the run that found it down to the first clean run: 4 intervals, or 5 when the first run back
+    # From the run that found it down to the first clean run: 6 intervals, or 7 when the first run back
     # still saw the restart (medium: the incident goes on, no reminder at a medium's 4 hours).
-    assert re.search(r"lasted (20|25) min 00 s", back[0]["text"]), back[0]["text"]
-    # The whole outage: one page and one resolved message.
+    assert re.search(r"lasted (30|35) min 00 s", back[0]["text"]), back[0]["text"]
+    # The whole 30-minute outage: one page and one resolved message.
     assert len(receiver.messages) == 2
-    assert clock.now - killed_at == 8 * STEP
-    # One line of the bounded summary per run; full reports only for the two changes.
+    assert clock.now - killed_at == 10 * STEP
+    # One line of the bounded summary per run (the check-mode one marked); full reports only for the two changes.
     with open(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "watch", "summary.log")) as handle:
-        assert len(handle.read().splitlines()) == 9
-    reports = [n for n in os.listdir(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "watch"))
-               if n.endswith(".json") and n.startswith("2")]
-    assert len(reports) == 2
+        lines = handle.read().splitlines()
+    assert len(lines) == 12
+    assert [n for n, line in enumerate(lines) if "(check mode)" in line] == [1]
+    reports = []
+    for name in sorted(os.listdir(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "watch"))):
+        if name.endswith(".json") and name.startswith("2"):
+            with open(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "watch", name)) as handle:
+                report = json.load(handle)
+            reports.append((report["check_mode"], [e["event"] for e in report["watch"]["events"]]))
+    # The check-mode run reported what it would page; the real runs, the two changes.
+    assert reports == [(True, ["opened"]), (False, ["opened"]), (False, ["resolved"])]
 
 
 def test_a_spike_above_5_percent_pages_high(ansible_env, backend, receiver):
@@ -190,11 +210,21 @@ def test_a_rate_between_1_and_5_percent_is_medium_and_notified_once(ansible_env,
 
 
 def test_a_watch_during_a_weekly_run_neither_waits(sandbox, ansible_env, receiver):
-    weekly = start("weekly.yml", ansible_env)
-    wait_for(lambda: lock_holder(ansible_env) is not None or weekly.poll() is not None, 300,
-             "the weekly run to hold the host's maintenance lock")
-    holder = lock_holder(ansible_env)
-    assert holder is not None, weekly.communicate()[0][-3000:]
+    # A watch is running (its lock held, as by a watch still reading its hosts) when the weekly run starts:
+    # the weekly run takes the host's maintenance lock without waiting for it ...
+    os.makedirs(ansible_env["BEMORE_STATE_DIR"], exist_ok=True)
+    me = runbook_core.controller_identity(os.getpid())
+    took, owner = watch_store.take_lock(ansible_env["BEMORE_STATE_DIR"], time.time(), me)
+    assert took, owner
+    try:
+        weekly = start("weekly.yml", ansible_env)
+        wait_for(lambda: lock_holder(ansible_env) is not None or weekly.poll() is not None, 300,
+                 "the weekly run to hold the host's maintenance lock")
+        holder = lock_holder(ansible_env)
+        assert holder is not None, weekly.communicate()[0][-3000:]
+    finally:
+        assert watch_store.release_lock(ansible_env["BEMORE_STATE_DIR"], me)
+    # ... and the next watch runs to its end while the weekly run holds the host's lock.
     proc = play("watch.yml", ansible_env, "-e", "bemore_webhook_url=%s" % receiver.url)
     # The watch ran to its end while the weekly run held the host's lock: it never waited for it.
     held_after_watch = lock_holder(ansible_env) == holder
@@ -203,7 +233,7 @@ def test_a_watch_during_a_weekly_run_neither_waits(sandbox, ansible_env, receive
     out = weekly.communicate(timeout=600)[0]
     assert weekly.returncode == 0, out[-3000:]
     assert held_after_watch, "the weekly run ended before the watch: the overlap was not tested"
-    # ... and the weekly run never waited for the watch.
+    # The weekly run never waited for a lock.
     with open(os.path.join(ansible_env["BEMORE_REPORT_DIR"], "weekly", "latest.json")) as handle:
         lock = json.load(handle)["hosts"]["sandbox"].get("lock") or {}
     assert float(lock.get("waited_s") or 0) == 0.0, lock

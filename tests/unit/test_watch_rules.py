@@ -11,6 +11,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from tests.helpers import register_module_utils
 
@@ -56,6 +57,43 @@ def test_reminders_follow_the_guides_response_times_at_most(severity, interval, 
         # The next reminder counts from this one.
         _, again, _ = run(incident, failing, NOW + interval * 60 + offset + 60)
         assert again == []
+
+
+def repeat_s():
+    """bemore_watch_repeat_minutes as the role declares it, in seconds."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "bemore_watch", "defaults",
+                           "main.yml")) as handle:
+        return 60 * int(yaml.safe_load(handle)["bemore_watch_repeat_minutes"])
+
+
+@pytest.mark.parametrize("repeat, severity, after", [
+    (3600, "critical", 3600), (3600, "high", 3600), (3600, "medium", 4 * 3600),
+    (0, "critical", 900), (900, "critical", 900), (901, "critical", 901), (7200, "high", 7200)])
+def test_a_reminder_waits_for_the_longer_of_the_repeat_interval_and_the_response_time(repeat, severity, after):
+    assert watch.reminder_after(severity, repeat) == after
+
+
+@pytest.mark.parametrize("offset, reminded", [(-1, False), (0, False), (1, True)])
+def test_the_declared_repeat_interval_reminds_of_a_critical_incident_after_an_hour(offset, reminded):
+    assert repeat_s() == 3600
+    incident, _, _ = run(None, down(), NOW, repeat_s=repeat_s())
+    _, messages, event = run(incident, down(), NOW + 3600 + offset, repeat_s=repeat_s())
+    assert (event == "reminder") is reminded and len(messages) == int(reminded)
+
+
+def test_a_30_minute_outage_is_one_page_and_one_resolved_message():
+    """Done-when of issue 27: a 5-minute timer through a 30-minute outage, then two clean runs."""
+    incident, sent, now = None, [], NOW
+    for _ in range(7):  # failing at 0, 5, ..., 30 min
+        incident, messages, _ = run(incident, down(), now, repeat_s=repeat_s())
+        sent += messages
+        now += 300
+    for _ in range(2):
+        incident, messages, _ = run(incident, healthy(), now, repeat_s=repeat_s())
+        sent += messages
+        now += 300
+    assert [m["kind"] for m in sent] == ["opened", "resolved"]
+    assert "lasted 35 min 00 s" in sent[1]["text"]
 
 
 def test_three_more_failing_runs_send_no_new_page():
