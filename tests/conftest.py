@@ -30,10 +30,15 @@ _SLOW_FIXTURES = {"sandbox", "ansible_env", "testbed"}
 _MEDIUM_FIXTURES = {"sim", "sim_factory", "npm_registry", "chromium", "webhook"}
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "molecule: a role's Molecule scenario in its testbed container "
+                            "(tests/molecule; `make molecule` runs them alone, `make test-fast` leaves them out)")
+
+
 def pytest_collection_modifyitems(items):
     """Run the slowest tests first (a stable sort: the order within each kind stays).
 
-    With `-n 2 --dist loadgroup` (make unit) each worker takes the next test as
+    With `-n 3 --dist loadgroup` (make test) each worker takes the next test as
     it frees up, so the run ends on short tests. (xdist's default `load` sent
     each worker an eighth of the collection up front: one worker got every
     integration test and the other idled from the sixth minute on.) The order
@@ -42,6 +47,8 @@ def pytest_collection_modifyitems(items):
     """
     def weight(item):
         names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("molecule"):
+            return -1  # a minute and a half or more each: first, so that the run never ends on one
         if names & _SLOW_FIXTURES or "integration" in item.path.parts:
             return 0
         return 1 if names & _MEDIUM_FIXTURES else 2

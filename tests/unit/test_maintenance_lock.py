@@ -74,8 +74,12 @@ def test_exactly_one_of_many_concurrent_runs_wins(tmp_path):
     path = str(tmp_path / "api1.lock")
     with open(path, "w") as fh:  # a stale lock that every contender wants to take over
         json.dump({"run_id": "dead", "started": time.time() - 86400}, fh)
-    with multiprocessing.Pool(8) as pool:
-        winners = [w for w in pool.map(_contend, [(path, "run-%d" % i) for i in range(32)]) if w]
+    # Spawned, not forked: pytest-xdist's worker runs threads (execnet), and a child forked while one of them
+    # held a lock waited for it for ever (the whole suite stalled on this test under load). The deadline turns
+    # any other hang into a failure that names it.
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        winners = [w for w in pool.map_async(_contend, [(path, "run-%d" % i) for i in range(32)]).get(timeout=300)
+                   if w]
     assert len(winners) == 1
     assert json.load(open(path))["run_id"] == winners[0]
 
