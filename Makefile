@@ -113,7 +113,7 @@ suites: venv testbed
 #   test_bemore_logs's testbed journald test: runs podman.
 SHIFTED_SUITES := tests/unit/test_bemore_logs.py tests/unit/test_log_scan.py tests/unit/test_steps.py \
   tests/unit/test_contract.py tests/unit/test_runbook_docs.py tests/unit/test_tls_and_trend.py \
-  tests/unit/test_report_html.py tests/unit/test_runbook_core.py tests/unit/test_runbook_clock.py \
+  tests/unit/test_report_html.py tests/unit/test_run_records.py tests/unit/test_runbook_clock.py \
   tests/unit/test_steps_rules.py tests/unit/test_plan_rules.py tests/unit/test_rate_rules.py tests/unit/test_http_steps.py
 SHIFTED_TIMEOUT ?= 110
 shifted: venv

@@ -220,12 +220,13 @@ from ansible.module_utils.bemore_watch_store import (
     TOPIC, append_summary, close_silences, commit_watch, mark_sent, open_silences, read_silences, release_lock,
     take_lock,
 )
+from ansible.module_utils.report_files import build_report, write_report
 from ansible.module_utils.runbook_clock import now as clock_now
 from ansible.module_utils.runbook_common import parse_time
-from ansible.module_utils.runbook_core import (
-    build_report, iso, load_state, new_run_id, page_url, post_webhook, read_json, write_report,
-)
+from ansible.module_utils.runbook_files import iso, new_run_id, read_json
+from ansible.module_utils.runbook_notify import page_url, post_webhook
 from ansible.module_utils.runbook_plan import build_plan, split_inputs
+from ansible.module_utils.runbook_statefile import load_state
 
 WATCH_ROLES = ("health_check", "error_monitoring", "disk_usage")
 INCIDENT_REPORTS_READ = 50

@@ -139,12 +139,15 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.runbook_core import (
-    build_report, check_name, controller_identity, dead_runs, failure_text, finish_run, iso, journal_failures,
-    journal_read, journal_steps, load_state, new_run_id, notify, register_run, summary_lines, write_report,
-)
-from ansible.module_utils.runbook_plan import Problems, defined, validate_host
+from ansible.module_utils.report_files import build_report, summary_lines, write_report
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_files import check_name, controller_identity, iso, new_run_id
+from ansible.module_utils.runbook_notify import notify
+from ansible.module_utils.runbook_plan import Problems, defined, validate_host
+from ansible.module_utils.runbook_runs import (
+    dead_runs, failure_text, finish_run, journal_failures, journal_read, journal_steps, register_run,
+)
+from ansible.module_utils.runbook_statefile import load_state
 
 GROUP_ROLE = "runbook"
 

@@ -211,13 +211,14 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bemore_steps import STEP_OF_ROLE, worst_status
 from ansible.module_utils.bemore_watch import watch_lines, watch_stale, watch_view
+from ansible.module_utils.report_files import (
+    build_report, mark_failed, no_step_problem, playbook_step_tags, report_paths, summary_lines, write_report,
+)
 from ansible.module_utils.runbook_clock import now as clock_now
 from ansible.module_utils.runbook_common import STATUS_RANK
-from ansible.module_utils.runbook_core import (
-    build_report, commit_state, failure_text, finish_run, journal_failures, journal_read, journal_steps, load_state,
-    mark_failed,
-    no_step_problem, notify, page_url, playbook_step_tags, report_paths, summary_lines, write_report,
-)
+from ansible.module_utils.runbook_notify import notify, page_url
+from ansible.module_utils.runbook_runs import failure_text, finish_run, journal_failures, journal_read, journal_steps
+from ansible.module_utils.runbook_statefile import commit_state, load_state
 
 try:
     from ansible.module_utils.report_history import scan_history
@@ -379,7 +380,8 @@ def main():
         updates = dict((host, data.get("state") or {}) for host, data in (p["sweep"].get("hosts") or {}).items())
         damaged = []
         try:
-            committed = commit_state(run.get("state_dir") or os.path.dirname(run.get("journal", "")), updates, damaged)
+            state_dir = run.get("state_dir") or os.path.dirname(run.get("journal", ""))
+            committed = bool(commit_state(state_dir, updates, damaged))
             for warning in damaged:
                 module.warn(warning)
         except OSError as exc:

@@ -118,8 +118,8 @@ import math
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.runbook_core import Damaged, Flock, check_name, read_json_checked, set_aside, write_atomic
 from ansible.module_utils.runbook_clock import now as clock_now
+from ansible.module_utils.runbook_files import Damaged, Flock, check_name, read_json_checked, set_aside, write_atomic
 
 
 def state_file(state_dir, host, topic):

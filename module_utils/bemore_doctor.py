@@ -170,7 +170,7 @@ def notification_item(webhook_url, enabled, check_mode, environment):
         return item("notification", SKIPPED, "test notification turned off (doctor_notify_test: false)")
     if check_mode:
         return item("notification", SKIPPED, "check mode: no test notification sent")
-    from ansible.module_utils.runbook_core import post_webhook
+    from ansible.module_utils.runbook_notify import post_webhook
 
     ok, outcome = post_webhook(webhook_url, {"text": "BeMore runbooks doctor: test notification for %s from %s" % (environment, _node())},
                                timeout=10.0, retries=0)

@@ -20,9 +20,11 @@ import json
 import os
 
 from ansible.module_utils.bemore_watch import merge_watch_state
-from ansible.module_utils.runbook_core import (
-    Damaged, Flock, STATE_FILE, _state_hosts, controller_identity, ensure_dir, iso, owner_alive, read_json,
-    set_aside, write_atomic,
+from ansible.module_utils.runbook_files import (
+    Flock, controller_identity, ensure_dir, iso, owner_alive, read_json, write_atomic,
+)
+from ansible.module_utils.runbook_statefile import (
+    STATE_FILE, commit_state, read_state_hosts, state_lock, write_state_hosts,
 )
 
 TOPIC = "watch"
@@ -61,23 +63,13 @@ def commit_watch(state_dir, topics, warnings=None):
     schedules); see merge_watch_state for what never moves back. Returns the
     topics as committed.
     """
-    path = os.path.join(state_dir, STATE_FILE)
-    committed = {}
-    ensure_dir(state_dir)
-    with Flock(os.path.join(state_dir, ".state.lock")):
-        try:
-            hosts = _state_hosts(path)
-        except Damaged as exc:
-            kept = set_aside(path)
-            hosts = {}
-            if warnings is not None:
-                warnings.append("state file %s was damaged (%s): kept as %s" % (path, exc, kept))
-        for host, topic in topics.items():
-            entry = hosts.setdefault(host, {})
-            committed[host] = entry[TOPIC] = merge_watch_state(entry.get(TOPIC), topic)
-        write_atomic(path, json.dumps({"version": 1, "committed_at": iso(), "hosts": hosts}, sort_keys=True,
-                                      default=str) + "\n")
-    return committed
+    committed = commit_state(state_dir, dict((host, {TOPIC: topic}) for host, topic in topics.items()), warnings,
+                             merge={TOPIC: merge_watch_state}, damaged_text=_damaged_text)
+    return dict((host, done[TOPIC]) for host, done in committed.items() if TOPIC in done)
+
+
+def _damaged_text(path, reason, kept):
+    return "state file %s was damaged (%s): kept as %s" % (path, reason, kept)
 
 
 def mark_sent(state_dir, sent_ids):
@@ -85,8 +77,8 @@ def mark_sent(state_dir, sent_ids):
     if not sent_ids:
         return
     path = os.path.join(state_dir, STATE_FILE)
-    with Flock(os.path.join(state_dir, ".state.lock")):
-        hosts = _state_hosts(path)
+    with state_lock(state_dir):
+        hosts = read_state_hosts(path)
         for entry in hosts.values():
             topic = entry.get(TOPIC)
             if not isinstance(topic, dict):
@@ -95,8 +87,7 @@ def mark_sent(state_dir, sent_ids):
             if mine:
                 topic["outbox"] = [m for m in topic["outbox"] if m.get("id") not in sent_ids]
                 topic["sent"] = (list(topic.get("sent") or []) + [m["id"] for m in mine])[-200:]
-        write_atomic(path, json.dumps({"version": 1, "committed_at": iso(), "hosts": hosts}, sort_keys=True,
-                                      default=str) + "\n")
+        write_state_hosts(path, hosts)
 
 
 def read_silences(state_dir):

@@ -50,7 +50,7 @@ MUTMUT = os.path.join(os.path.dirname(sys.executable), "mutmut")
 TARGETS = {
     "bemore_steps": ["tests/unit/test_steps.py", "tests/unit/test_steps_rules.py", "tests/unit/test_rate_rules.py",
                      "tests/unit/test_http_steps.py"],
-    "runbook_plan": ["tests/unit/test_runbook_core.py", "tests/unit/test_plan_rules.py", "tests/unit/test_rate_rules.py",
+    "runbook_plan": ["tests/unit/test_run_records.py", "tests/unit/test_plan_rules.py", "tests/unit/test_rate_rules.py",
                      "tests/unit/test_lifecycle_rules.py"],
     "safe_tree": ["tests/unit/test_tmp_cleanup.py", "tests/unit/test_safe_tree_rules.py"],
 }

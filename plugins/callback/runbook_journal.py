@@ -41,19 +41,21 @@ import importlib.util
 import os
 import signal
 import sys
+import types
 
 from ansible.plugins.callback import CallbackBase
 
 # In import order: a module here may import only those before it.
-_UTILS = ("runbook_common", "runbook_clock", "bemore_http", "bemore_api", "bemore_steps", "report_redact", "report_history", "report_chart_data",
-          "report_svg", "report_html", "runbook_core")
+_UTILS = ("runbook_common", "runbook_clock", "bemore_http", "bemore_api", "bemore_steps", "report_redact",
+          "report_history", "report_chart_data", "report_svg", "report_html", "runbook_files", "runbook_runs",
+          "report_files", "runbook_notify")
 # The report role's page template, which this plugin reads as the runbook_report action plugin does.
 _PAGE_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
                               "roles", "report", "templates", "report.html.j2")
 
 
 def _load_utils():
-    """The project's module_utils, importable here as Ansible imports them for modules."""
+    """The project's module_utils, importable here as Ansible imports them for modules; returned by name."""
     import ansible.module_utils  # pylint: disable=import-outside-toplevel
 
     here = os.path.dirname(os.path.realpath(__file__))
@@ -68,7 +70,7 @@ def _load_utils():
         sys.modules[full] = module
         spec.loader.exec_module(module)
         setattr(ansible.module_utils, name, module)
-    return sys.modules.get("ansible.module_utils.runbook_core")
+    return types.SimpleNamespace(**dict((name, sys.modules.get("ansible.module_utils." + name)) for name in _UTILS))
 
 
 def _looks_like_step(value):
@@ -88,7 +90,7 @@ class CallbackModule(CallbackBase):
         self._steps = {}
         self._reported = False
         self._previous = {}
-        self._core = None
+        self._utils_loaded = None
         self._failures = {}
         self._play = None
 
@@ -123,42 +125,43 @@ class CallbackModule(CallbackBase):
     def _write_interrupted(self, signum):
         if self._run is None or self._reported:
             return
-        core = self._utils()
+        utils = self._utils()
         name = signal.Signals(signum).name
         hosts = self._unfinished_hosts("the run was interrupted (%s) before it finished this host" % name)
         reason = "%s received by ansible-playbook (pid %d)%s" % (
             name, self._pid, "; Ctrl-C" if signum == signal.SIGINT else "; cancelled")
-        report = core.build_report(self._run, hosts, interrupted={"reason": reason, "signal": name.replace("SIG", "")})
+        report = utils.report_files.build_report(self._run, hosts,
+                                                 interrupted={"reason": reason, "signal": name.replace("SIG", "")})
         report["notes"] = ["The run was interrupted; the steps above are the ones it finished. It committed no state, "
                            "so the next run reviews the same log lines again, and takes over its locks at once."]
-        paths = self._write(core, report, "interrupted")
+        paths = self._write(utils, report, "interrupted")
         # A cancelled job is killed outright after a short grace period: one short attempt, not the full retries.
         settings = dict(self._run.get("notify") or {}, webhook_retries=0)
         settings["webhook_timeout"] = min(float(settings.get("webhook_timeout") or 5), 5.0)
         self._display.warning("runbook interrupted by %s: report of the interrupted run written to %s; notification: %s"
-                              % (name, paths.get("markdown"), self._notify(core, report, paths, settings)))
+                              % (name, paths.get("markdown"), self._notify(utils, report, paths, settings)))
 
     def _write_stopped(self):
         """The report of a run whose play ended before its report step."""
-        core = self._utils()
+        utils = self._utils()
         hosts = self._unfinished_hosts("the play ended before this host's report step")
-        report = core.build_report(self._run, hosts)
+        report = utils.report_files.build_report(self._run, hosts)
         report["notes"] = ["The run stopped before its report step; each host says why. It committed no state, "
                            "so the next run reviews the same log lines again."]
-        paths = self._write(core, report, "stopped")
+        paths = self._write(utils, report, "stopped")
         self._display.warning("runbook stopped before its report: report of the run written to %s; notification: %s"
-                              % (paths.get("markdown"), self._notify(core, report, paths)))
+                              % (paths.get("markdown"), self._notify(utils, report, paths)))
 
     def _unfinished_hosts(self, reason):
         """Every host of the run, none finished: its journaled steps, and why (its failure, else ``reason``)."""
-        core = self._utils()
+        utils = self._utils()
         names = self._run.get("hosts") or sorted(set(self._steps) | set(self._failures))
         hosts = {}
         for h in names:
             failure = self._failures.get(h)
             hosts[h] = {"completed": False, "steps": self._steps.get(h, []),
                         "unreachable": bool(failure) and failure.get("kind") == "unreachable",
-                        "reason": core.failure_text(failure) if failure else reason}
+                        "reason": utils.runbook_runs.failure_text(failure) if failure else reason}
         return hosts
 
     def _webhook_url(self):
@@ -178,16 +181,17 @@ class CallbackModule(CallbackBase):
             return None
         return None
 
-    def _notify(self, core, report, paths, settings=None):
+    def _notify(self, utils, report, paths, settings=None):
         """The same notification as the run's own report step; never raises, never names the URL."""
         settings = self._run.get("notify") if settings is None else settings
         try:
-            page = core.page_url((settings or {}).get("url_base"), report) if paths.get("html") else None
-            return core.notify(report, core.summary_lines(report), settings, self._webhook_url(), page)
+            notify = utils.runbook_notify
+            page = notify.page_url((settings or {}).get("url_base"), report) if paths.get("html") else None
+            return notify.notify(report, utils.report_files.summary_lines(report), settings, self._webhook_url(), page)
         except Exception as exc:  # pylint: disable=broad-except
             return "failed: %s" % type(exc).__name__
 
-    def _write(self, core, report, outcome):
+    def _write(self, utils, report, outcome):
         html = None
         try:
             history = sys.modules.get("ansible.module_utils.report_history").load_history(
@@ -200,16 +204,16 @@ class CallbackModule(CallbackBase):
             self._display.warning("runbook_journal: the report's HTML page could not be rendered: %s" % exc)
             html = None
         # keep=0: the next report of the schedule prunes with its own setting.
-        paths = core.write_report(report, self._run["report_dir"], html, keep=0,
-                                  file_mode=int(self._run.get("report_file_mode") or "0600", 8))
-        core.finish_run(self._run["state_dir"], self._run["id"], outcome, paths.get("json"))
+        paths = utils.report_files.write_report(report, self._run["report_dir"], html, keep=0,
+                                                file_mode=int(self._run.get("report_file_mode") or "0600", 8))
+        utils.runbook_runs.finish_run(self._run["state_dir"], self._run["id"], outcome, paths.get("json"))
         self._reported = True
         return paths
 
     def _utils(self):
-        if self._core is None:
-            self._core = _load_utils()
-        return self._core
+        if self._utils_loaded is None:
+            self._utils_loaded = _load_utils()
+        return self._utils_loaded
 
     # -- results -------------------------------------------------------------
     def v2_runner_on_ok(self, result):
@@ -248,8 +252,9 @@ class CallbackModule(CallbackBase):
                 found.append((host, value))
         if not found and self._changed_host(data):
             # What changed a host is journaled as soon as it is done: a run that dies next still reports it.
-            core = self._utils()
-            found.append((host, core.change_step(result.task_name or "unnamed task", core.change_figures(data))))
+            utils = self._utils()
+            runs = utils.runbook_runs
+            found.append((host, runs.change_step(result.task_name or "unnamed task", runs.change_figures(data))))
         for name, stp in found:
             self._record(name, stp)
 
@@ -290,7 +295,7 @@ class CallbackModule(CallbackBase):
         host = result.host.get_name()
         self._failures[host] = failure
         try:
-            self._utils().journal_append(self._run["journal"], {"host": host, "failure": failure})
+            self._utils().runbook_runs.journal_append(self._run["journal"], {"host": host, "failure": failure})
         except (OSError, AttributeError) as exc:
             self._display.vvv("runbook_journal: cannot append to %s: %s" % (self._run.get("journal"), exc))
 
@@ -306,6 +311,6 @@ class CallbackModule(CallbackBase):
         steps = self._steps.setdefault(host, [])
         steps[:] = [s for s in steps if s.get("step") != stp["step"]] + [stp]
         try:
-            self._utils().journal_append(self._run["journal"], {"host": host, "step": stp})
+            self._utils().runbook_runs.journal_append(self._run["journal"], {"host": host, "step": stp})
         except (OSError, AttributeError) as exc:
             self._display.vvv("runbook_journal: cannot append to %s: %s" % (self._run.get("journal"), exc))

@@ -189,7 +189,7 @@ def test_dribbled_headers_are_cut_at_the_deadline_too(dribbling_headers):
 
 
 def test_the_webhook_post_has_a_total_deadline(dribbling_headers):
-    from ansible.module_utils.runbook_core import post_webhook
+    from ansible.module_utils.runbook_notify import post_webhook
     started = time.monotonic()
     ok, outcome = post_webhook(dribbling_headers.url + "/hook-secret", {"text": "x"}, timeout=1.5, retries=1, delay=0.2)
     assert not ok and "deadline" in outcome and "hook-secret" not in outcome

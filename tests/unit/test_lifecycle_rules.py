@@ -16,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from ansible.module_utils import runbook_core as core
+from ansible.module_utils import report_files
+from ansible.module_utils import runbook_notify
+from ansible.module_utils import runbook_runs
+from ansible.module_utils import runbook_statefile
 from ansible.module_utils.runbook_plan import Problems, check_ranges
 from tests.conftest import REPO, load_module
 from tests.helpers import require
@@ -172,21 +175,21 @@ def small_filesystem(tmp_path):
 
 def _report():
     run = {"id": "20261207T000000.000000Z-test-000000000001", "schedule": "daily", "environment": "test"}
-    return core.build_report(run, {"web1": {"completed": True, "steps": [
+    return report_files.build_report(run, {"web1": {"completed": True, "steps": [
         {"step": "health", "status": "ok", "severity": "none", "summary": "up"}]}}, now=1796601600)
 
 
 def test_a_report_write_that_fills_the_disk_leaves_no_report_file(small_filesystem):
     with pytest.raises(OSError) as exc:
         # The JSON and Markdown fit; the HTML page does not.
-        core.write_report(_report(), str(small_filesystem / "reports"), html="x" * 200000, keep=0)
+        report_files.write_report(_report(), str(small_filesystem / "reports"), html="x" * 200000, keep=0)
     assert exc.value.errno == errno.ENOSPC
     folder = small_filesystem / "reports" / "daily"
     assert sorted(os.listdir(folder)) == []
 
 
 def test_a_report_that_fits_is_written_whole(small_filesystem):
-    paths = core.write_report(_report(), str(small_filesystem / "reports"), html="<p>ok</p>", keep=0)
+    paths = report_files.write_report(_report(), str(small_filesystem / "reports"), html="<p>ok</p>", keep=0)
     assert json.load(open(paths["json"]))["run_id"] == _report()["run_id"]
     assert sorted(os.listdir(small_filesystem / "reports" / "daily")) == sorted(
         [os.path.basename(p) for p in paths.values()] + ["latest.json", "latest.md", "latest.html"])
@@ -201,46 +204,46 @@ DAMAGED = b'{"version": 1, "hosts": {"web1": {"disk_usage": {"samples": [1, 2'
 def test_a_damaged_state_file_is_set_aside_and_named(tmp_path, content):
     (tmp_path / "state.json").write_bytes(content)
     warnings = []
-    assert core.load_state(str(tmp_path), warnings, now=1796601600) == {}
+    assert runbook_statefile.load_state(str(tmp_path), warnings, now=1796601600) == {}
     kept = tmp_path / "state.json.corrupt-20261207T000000Z"
     assert kept.read_bytes() == content and not (tmp_path / "state.json").exists()
     assert len(warnings) == 1 and str(tmp_path / "state.json") in warnings[0] and str(kept) in warnings[0]
     assert "first review" in warnings[0]
     # The next commit writes a new file beside the kept one, never over it.
-    assert core.commit_state(str(tmp_path), {"web1": {"disk_usage": {"samples": [3]}}})
-    assert core.load_state(str(tmp_path)) == {"web1": {"disk_usage": {"samples": [3]}}}
+    assert runbook_statefile.commit_state(str(tmp_path), {"web1": {"disk_usage": {"samples": [3]}}})
+    assert runbook_statefile.load_state(str(tmp_path)) == {"web1": {"disk_usage": {"samples": [3]}}}
     assert kept.read_bytes() == content
 
 
 def test_a_check_mode_run_names_a_damaged_state_file_and_leaves_it(tmp_path):
     (tmp_path / "state.json").write_bytes(DAMAGED)
     warnings = []
-    assert core.load_state(str(tmp_path), warnings, set_damaged_aside=False) == {}
+    assert runbook_statefile.load_state(str(tmp_path), warnings, set_damaged_aside=False) == {}
     assert (tmp_path / "state.json").read_bytes() == DAMAGED and "left in place" in warnings[0]
 
 
 def test_a_state_file_damaged_during_the_run_is_not_overwritten_by_its_commit(tmp_path):
     (tmp_path / "state.json").write_bytes(DAMAGED)
     warnings = []
-    core.commit_state(str(tmp_path), {"web1": {"uptime": 5}}, warnings)
+    runbook_statefile.commit_state(str(tmp_path), {"web1": {"uptime": 5}}, warnings)
     kept = [n for n in os.listdir(tmp_path) if n.startswith("state.json.corrupt-")]
     assert len(kept) == 1 and (tmp_path / kept[0]).read_bytes() == DAMAGED
-    assert core.load_state(str(tmp_path)) == {"web1": {"uptime": 5}} and kept[0] in warnings[0]
+    assert runbook_statefile.load_state(str(tmp_path)) == {"web1": {"uptime": 5}} and kept[0] in warnings[0]
 
 
 def test_a_sound_state_file_is_read_and_left_alone(tmp_path):
-    core.commit_state(str(tmp_path), {"web1": {"uptime": 5}})
+    runbook_statefile.commit_state(str(tmp_path), {"web1": {"uptime": 5}})
     warnings = []
-    assert core.load_state(str(tmp_path), warnings) == {"web1": {"uptime": 5}} and warnings == []
+    assert runbook_statefile.load_state(str(tmp_path), warnings) == {"web1": {"uptime": 5}} and warnings == []
     assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".")) == ["state.json"]
 
 
 def test_the_report_of_a_run_says_its_state_was_damaged():
     run = {"id": "r1", "schedule": "daily", "environment": "test", "warnings": ["the state file /s/state.json is bad"]}
-    report = core.build_report(run, {"web1": {"completed": True, "steps": []}}, now=1796601600)
+    report = report_files.build_report(run, {"web1": {"completed": True, "steps": []}}, now=1796601600)
     assert report["warnings"] == ["the state file /s/state.json is bad"]
-    assert "- Warning: the state file /s/state.json is bad" in core.render_markdown(report)
-    assert core.summary_lines(report)[0] == "WARNING: the state file /s/state.json is bad"
+    assert "- Warning: the state file /s/state.json is bad" in report_files.render_markdown(report)
+    assert report_files.summary_lines(report)[0] == "WARNING: the state file /s/state.json is bad"
 
 
 def test_the_state_module_keeps_a_damaged_document_and_says_so(run_module, tmp_path):
@@ -261,48 +264,48 @@ def test_the_state_module_keeps_a_damaged_document_and_says_so(run_module, tmp_p
 
 def _hosts_report(**hosts):
     run = {"id": "r1", "schedule": "daily", "environment": "test"}
-    return core.build_report(run, hosts, now=1796601600)
+    return report_files.build_report(run, hosts, now=1796601600)
 
 
 def test_the_daily_playbooks_step_tags_are_read_from_it():
-    assert core.playbook_step_tags(os.path.join(REPO, "playbooks", "daily.yml")) == [
+    assert report_files.playbook_step_tags(os.path.join(REPO, "playbooks", "daily.yml")) == [
         "disk", "errors", "health", "logs", "tmp_cleanup"]
-    assert core.playbook_step_tags(os.path.join(REPO, "playbooks", "no_such.yml")) is None
+    assert report_files.playbook_step_tags(os.path.join(REPO, "playbooks", "no_such.yml")) is None
 
 
 def test_a_run_that_selected_no_step_is_a_failure_naming_the_known_tags():
     report = _hosts_report(web1={"completed": True, "steps": []}, web2={"completed": True, "steps": []})
-    problem = core.no_step_problem(report, ["helth"], [], ["disk", "errors", "health"])
+    problem = report_files.no_step_problem(report, ["helth"], [], ["disk", "errors", "health"])
     assert problem == ("the run selected no step: --tags helth (helth is not a tag of this playbook); the daily "
                        "playbook's step tags are: disk, errors, health")
-    core.mark_failed(report, problem)
+    report_files.mark_failed(report, problem)
     assert report["worst_status"] == "failed" and report["worst_severity"] == "none"
-    assert core.summary_lines(report)[0] == "FAILED: " + problem
-    assert "- Problem: " + problem in core.render_markdown(report)
+    assert report_files.summary_lines(report)[0] == "FAILED: " + problem
+    assert "- Problem: " + problem in report_files.render_markdown(report)
 
 
 def test_skipping_every_step_is_named_too():
     report = _hosts_report(web1={"completed": True, "steps": []})
-    assert core.no_step_problem(report, ["all"], ["health", "errors"], None) == (
+    assert report_files.no_step_problem(report, ["all"], ["health", "errors"], None) == (
         "the run selected no step: --skip-tags health,errors; this playbook's step tags could not be read")
 
 
 def test_a_playbook_without_steps_run_without_a_selection_is_not_the_no_step_rule():
     """Installing the schedules has no step to select; Molecule's own skip tags select nothing."""
     report = _hosts_report(web1={"completed": True, "steps": []})
-    assert core.no_step_problem(report, ["all"], ["molecule-notest", "notest", "molecule-idempotence-notest"], None) is None
-    assert core.no_step_problem(report, ["all"], [], []) is None
+    assert report_files.no_step_problem(report, ["all"], ["molecule-notest", "notest", "molecule-idempotence-notest"], None) is None
+    assert report_files.no_step_problem(report, ["all"], [], []) is None
     # A step playbook run with every step filtered out still fails, and so does a selection beside Molecule's tags.
-    assert core.no_step_problem(report, ["all"], [], ["health"]).startswith("the run selected no step; the ")
-    assert core.no_step_problem(report, ["all"], ["molecule-notest", "health"], None) == (
+    assert report_files.no_step_problem(report, ["all"], [], ["health"]).startswith("the run selected no step; the ")
+    assert report_files.no_step_problem(report, ["all"], ["molecule-notest", "health"], None) == (
         "the run selected no step: --skip-tags health; this playbook's step tags could not be read")
 
 
 def test_one_step_on_one_host_or_a_failed_host_is_not_the_no_step_rule():
     stp = {"step": "health", "status": "ok", "severity": "none", "summary": "up"}
-    assert core.no_step_problem(_hosts_report(web1={"completed": True, "steps": []},
-                                              web2={"completed": True, "steps": [stp]}), ["health"]) is None
-    assert core.no_step_problem(_hosts_report(web1={"completed": False, "steps": []}), ["helth"]) is None
+    assert report_files.no_step_problem(_hosts_report(web1={"completed": True, "steps": []},
+                                                      web2={"completed": True, "steps": [stp]}), ["health"]) is None
+    assert report_files.no_step_problem(_hosts_report(web1={"completed": False, "steps": []}), ["helth"]) is None
 
 
 def test_the_report_module_fails_a_run_that_selected_no_step(run_module, tmp_path):
@@ -347,11 +350,11 @@ def test_the_one_notification_posts_a_stopped_report_of_an_unreachable_fleet(tmp
     try:
         report = _hosts_report(web1={"completed": False, "steps": [], "unreachable": True, "reason": "unreachable"})
         settings = {"notify_severities": ["critical", "high"], "webhook_timeout": 5, "webhook_retries": 0}
-        assert core.notify(report, core.summary_lines(report), settings, url) == "sent (HTTP 200)"
+        assert runbook_notify.notify(report, report_files.summary_lines(report), settings, url) == "sent (HTTP 200)"
         assert received and received[0]["text"].startswith("[CRITICAL] BeMore daily run on test ended failed")
         quiet = _hosts_report(web1={"completed": True, "steps": []})
-        assert core.notify(quiet, [], settings, url) == "not needed" and len(received) == 1
-        assert core.notify(report, [], settings, None) == "not configured"
+        assert runbook_notify.notify(quiet, [], settings, url) == "not needed" and len(received) == 1
+        assert runbook_notify.notify(report, [], settings, None) == "not configured"
     finally:
         server.shutdown()
         server.server_close()
@@ -364,35 +367,37 @@ def test_the_one_notification_posts_a_stopped_report_of_an_unreachable_fleet(tmp
                                       (143, "rc 143: killed by signal 15 (SIGTERM)"),
                                       (1, None), (0, None), (128, None), (None, None), (True, None)])
 def test_a_killed_module_is_named_by_its_exit_code(rc, text):
-    assert core.killed_text(rc) == text
+    assert runbook_runs.killed_text(rc) == text
 
 
 def test_the_journal_keeps_each_hosts_last_failure_and_the_changes_as_steps(tmp_path):
     journal = str(tmp_path / "run.journal")
-    change = core.change_step("Clean the temp folder", core.change_figures(
+    change = runbook_runs.change_step("Clean the temp folder", runbook_runs.change_figures(
         {"changed": True, "files_deleted": 60000, "bytes_deleted": 12345, "deleted": ["a"], "_ansible_x": 1,
          "interrupted": False}))
-    core.journal_append(journal, {"host": "web1", "step": change})
-    core.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "A", "reason": "rescued"}})
-    core.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "Read the host", "rc": 137,
-                                                              "reason": "MODULE FAILURE"}})
-    entries = core.journal_read(journal)
-    (stp,) = core.journal_steps(entries)["web1"]
+    runbook_runs.journal_append(journal, {"host": "web1", "step": change})
+    runbook_runs.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "A",
+                                                                      "reason": "rescued"}})
+    runbook_runs.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "Read the host",
+                                                                      "rc": 137, "reason": "MODULE FAILURE"}})
+    entries = runbook_runs.journal_read(journal)
+    (stp,) = runbook_runs.journal_steps(entries)["web1"]
     assert stp["step"] == "changed: Clean the temp folder" and stp["figures"] == {"files_deleted": 60000,
                                                                                   "bytes_deleted": 12345}
     assert "bytes_deleted 12345, files_deleted 60000" in stp["summary"]
-    failure = core.journal_failures(entries)["web1"]
-    assert core.failure_text(failure) == ("failed at task 'Read the host' (rc 137: killed by signal 9 (SIGKILL)): "
-                                          "MODULE FAILURE")
+    failure = runbook_runs.journal_failures(entries)["web1"]
+    assert runbook_runs.failure_text(failure) == (
+        "failed at task 'Read the host' (rc 137: killed by signal 9 (SIGKILL)): MODULE FAILURE")
 
 
 def test_the_report_step_names_a_lost_host_by_its_journaled_failure_and_lists_its_changes(run_module, tmp_path):
     journal = str(tmp_path / "run.journal")
-    change = core.change_step("Clean the temp folder", {"files_deleted": 60000})
-    core.journal_append(journal, {"host": "web1", "step": change})
-    core.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "Read the host", "rc": 137}})
-    core.journal_append(journal, {"host": "web2", "failure": {"kind": "unreachable", "task": "Take the lock",
-                                                              "reason": "Failed to connect to the host via ssh"}})
+    change = runbook_runs.change_step("Clean the temp folder", {"files_deleted": 60000})
+    runbook_runs.journal_append(journal, {"host": "web1", "step": change})
+    runbook_runs.journal_append(journal, {"host": "web1", "failure": {"kind": "failed", "task": "Read the host",
+                                                                      "rc": 137}})
+    runbook_runs.journal_append(journal, {"host": "web2", "failure": {"kind": "unreachable", "task": "Take the lock",
+                                                                      "reason": "Failed to connect to the host via ssh"}})
     run = {"id": "20261207T000000.000000Z-test-000000000003", "schedule": "weekly", "environment": "test",
            "journal": journal}
     result = run_module("runbook_report", {"run": run, "roles": ["runbook"], "hosts": ["web1", "web2"],
@@ -409,4 +414,4 @@ def test_an_empty_list_of_notified_severities_is_a_choice_not_a_missing_setting(
         closed = "http://127.0.0.1:%d/hook" % sock.getsockname()[1]
     report = _hosts_report(web1={"completed": False, "steps": [], "reason": "failed"})
     settings = {"notify_severities": [], "webhook_timeout": 1, "webhook_retries": 0}
-    assert core.notify(report, [], settings, closed) == "not needed"
+    assert runbook_notify.notify(report, [], settings, closed) == "not needed"

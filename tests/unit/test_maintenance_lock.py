@@ -94,7 +94,7 @@ def dead_process():
 def owner(pid):
     from tests.helpers import register_module_utils  # pylint: disable=import-outside-toplevel
     register_module_utils()
-    from ansible.module_utils.runbook_core import controller_identity  # pylint: disable=import-outside-toplevel
+    from ansible.module_utils.runbook_files import controller_identity  # pylint: disable=import-outside-toplevel
     return controller_identity(pid)
 
 

@@ -8,7 +8,7 @@ import datetime
 
 import pytest
 
-from ansible.module_utils import bemore_api, bemore_steps, runbook_clock, runbook_common, runbook_core
+from ansible.module_utils import bemore_api, bemore_steps, report_files, runbook_clock, runbook_common
 from ansible.module_utils.runbook_common import SEVERITIES, STATUS_RANK, iso, median, parse_iso, parse_time, percentile
 
 from tests.helpers import load_module
@@ -85,8 +85,8 @@ def test_the_median_is_the_nearest_rank_50th_percentile(values, expected):
 
 def test_the_old_names_are_the_same_objects():
     trend = load_module("report_trend")
-    assert bemore_steps.STATUS_RANK is runbook_core.STATUS_RANK is STATUS_RANK
-    assert bemore_steps.SEVERITIES is runbook_core.SEVERITIES is SEVERITIES
+    assert bemore_steps.STATUS_RANK is report_files.STATUS_RANK is STATUS_RANK
+    assert bemore_steps.SEVERITIES is report_files.SEVERITIES is SEVERITIES
     assert bemore_steps.percentile is percentile
     assert bemore_api.parse_time is bemore_steps.parse_time is runbook_common.parse_time
     assert bemore_api.iso is bemore_steps.iso is runbook_common.iso

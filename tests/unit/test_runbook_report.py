@@ -16,7 +16,9 @@ from tests.helpers import REPO, register_module_utils
 
 register_module_utils()
 
-from ansible.module_utils import runbook_core as core  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import runbook_files  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import runbook_runs  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import runbook_statefile  # noqa: E402  pylint: disable=wrong-import-position
 
 STEP = {"step": "health", "status": "ok", "severity": "none", "summary": "healthy", "figures": {}, "problems": []}
 
@@ -74,11 +76,11 @@ def test_a_missing_required_input_is_named(run_module, tmp_path):
 def test_a_killed_runs_report_is_written_from_its_journal_by_the_next_run(run_module, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    killed = {"id": core.new_run_id("test"), "schedule": "weekly", "environment": "test", "started_at": "x",
-              "owner": core.controller_identity(dead.pid), "hosts": ["api1", "api2"],
+    killed = {"id": runbook_files.new_run_id("test"), "schedule": "weekly", "environment": "test", "started_at": "x",
+              "owner": runbook_files.controller_identity(dead.pid), "hosts": ["api1", "api2"],
               "report_dir": str(tmp_path / "reports"), "state_dir": str(tmp_path / "state")}
-    killed["journal"] = core.register_run(str(tmp_path / "state"), killed)
-    core.journal_append(killed["journal"], {"host": "api1", "step": STEP})
+    killed["journal"] = runbook_runs.register_run(str(tmp_path / "state"), killed)
+    runbook_runs.journal_append(killed["journal"], {"host": "api1", "step": STEP})
     result = preflight(run_module, tmp_path, {"api1": {"runbook": GROUP, "tmp_cleanup": CLEAN}})
     assert result["dead_runs"] == [killed["id"]]
     (path,) = result["recovered"]
@@ -91,7 +93,7 @@ def test_a_killed_runs_report_is_written_from_its_journal_by_the_next_run(run_mo
 
 
 def report(run_module, tmp_path, sweep, **extra):
-    run = {"id": core.new_run_id("test"), "schedule": "daily", "environment": "test", "started_at": "x",
+    run = {"id": runbook_files.new_run_id("test"), "schedule": "daily", "environment": "test", "started_at": "x",
            "state_dir": str(tmp_path / "state")}
     args = {"run": run, "roles": ["runbook", "health_check"], "hosts": ["api1"], "completed": ["api1"],
             "sweep": sweep, "report_dir": str(tmp_path / "reports")}
@@ -105,7 +107,7 @@ SWEEP = {"hosts": {"api1": {"steps": [STEP], "state": {"health": {"uptime_s": 5}
 def test_the_state_is_committed_only_after_the_report(run_module, tmp_path):
     result = report(run_module, tmp_path, SWEEP)
     assert result["state_committed"] and result["paths"]["json"] and not result["gate_failed"]
-    assert core.load_state(str(tmp_path / "state")) == {"api1": {"health": {"uptime_s": 5}}}
+    assert runbook_statefile.load_state(str(tmp_path / "state")) == {"api1": {"health": {"uptime_s": 5}}}
 
 
 def test_an_unwritable_report_commits_nothing_fails_the_gate_and_still_returns_the_summary(run_module, tmp_path):
@@ -114,11 +116,11 @@ def test_an_unwritable_report_commits_nothing_fails_the_gate_and_still_returns_t
     assert result["write_error"].startswith("the report could not be written")
     assert result["gate_failed"] and result["gate_message"] == result["write_error"]
     assert result["summary_lines"] and not result["state_committed"]
-    assert core.load_state(str(tmp_path / "state")) == {}
+    assert runbook_statefile.load_state(str(tmp_path / "state")) == {}
 
 
 def test_check_mode_runs_commit_no_state(run_module, tmp_path):
-    run = {"id": core.new_run_id("test"), "schedule": "daily", "environment": "test", "check_mode": True,
+    run = {"id": runbook_files.new_run_id("test"), "schedule": "daily", "environment": "test", "check_mode": True,
            "state_dir": str(tmp_path / "state")}
     result = run_module("runbook_report", {"run": run, "roles": ["health_check"], "hosts": ["api1"],
                                            "completed": ["api1"], "sweep": SWEEP, "report_dir": str(tmp_path / "r")})

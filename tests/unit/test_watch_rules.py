@@ -237,6 +237,21 @@ def test_the_watch_commits_only_its_own_topic(tmp_path):
     assert hosts["api1"]["watch"]["last_run"] == NOW
 
 
+def test_a_damaged_state_file_is_kept_aside_and_the_watch_commits_afresh(tmp_path):
+    state_dir = str(tmp_path)
+    with open(os.path.join(state_dir, "state.json"), "w") as handle:
+        handle.write("{not json")
+    warnings = []
+    committed = store.commit_watch(state_dir, {"api1": {"last_run": NOW, "sent": ["i/1"]}}, warnings)
+    assert committed == {"api1": {"last_run": NOW, "sent": ["i/1"], "outbox": []}}
+    kept = [n for n in os.listdir(state_dir) if n.startswith("state.json.corrupt-")]
+    assert len(kept) == 1 and len(warnings) == 1
+    assert warnings[0].startswith("state file %s was damaged (" % os.path.join(state_dir, "state.json"))
+    assert warnings[0].endswith("): kept as %s" % os.path.join(state_dir, kept[0]))
+    with open(os.path.join(state_dir, "state.json")) as handle:
+        assert json.load(handle)["hosts"] == {"api1": {"watch": committed["api1"]}}
+
+
 def test_a_live_watch_holds_the_lock_and_a_dead_one_is_taken_over(tmp_path):
     state_dir = str(tmp_path)
     me = {"controller": os.uname()[1], "pid": os.getpid(), "pid_start": None, "boot_id": None}
