@@ -32,7 +32,7 @@ from tests.integration.test_sandbox_playbooks import play
 register_module_utils()
 
 from ansible.module_utils import bemore_watch_store as watch_store  # noqa: E402  pylint: disable=wrong-import-position
-from ansible.module_utils import runbook_core  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils import runbook_files  # noqa: E402  pylint: disable=wrong-import-position
 
 STEP = 300.0
 
@@ -213,7 +213,7 @@ def test_a_watch_during_a_weekly_run_neither_waits(sandbox, ansible_env, receive
     # A watch is running (its lock held, as by a watch still reading its hosts) when the weekly run starts:
     # the weekly run takes the host's maintenance lock without waiting for it ...
     os.makedirs(ansible_env["BEMORE_STATE_DIR"], exist_ok=True)
-    me = runbook_core.controller_identity(os.getpid())
+    me = runbook_files.controller_identity(os.getpid())
     took, owner = watch_store.take_lock(ansible_env["BEMORE_STATE_DIR"], time.time(), me)
     assert took, owner
     try:
