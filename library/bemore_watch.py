@@ -394,8 +394,9 @@ def finish(module, p):
         for msg in new_messages:
             msg.setdefault("report", link or report_info.get("markdown"))
     summary_path = os.path.join(p["report_dir"], "watch", "summary.log")
-    append_summary(summary_path, "%s %s%s %s" % (iso(now), run["id"], " (check mode)" if module.check_mode else "",
-                                               " | ".join(lines) or "no host"), p["summary_lines"])
+    mark = " (check mode)" if module.check_mode else ""
+    append_summary(summary_path, "%s %s%s %s" % (iso(now), run["id"], mark, " | ".join(lines) or "no host"),
+                   p["summary_lines"])
     report_info.setdefault("summary", summary_path)
     if module.check_mode:
         # A check-mode run reports what it would page but changes no state: its incidents, positions and
