@@ -81,7 +81,8 @@ options:
     default: 30
   repeat_minutes:
     description:
-      - Least minutes between two messages of one open incident (Alertmanager's C(repeat_interval)).
+      - Least minutes between two reminders of one open incident (Alertmanager's C(repeat_interval)); an
+        escalation, a relapse or the resolution is sent at once.
       - A reminder waits for the longer of this and the guide's response time of the incident's severity
         (critical 15, high 60, medium 240 minutes), so it never comes sooner than the guide asks for a response.
     type: int
@@ -389,7 +390,8 @@ def finish(module, p):
         report = build_report(run, dict((h, {"completed": True, "steps": d["steps"]}) for h, d in hosts.items()),
                               extra={"watch": {"events": events, "incidents": dict(
                                   (h, d["incident"]) for h, d in hosts.items() if d["incident"])}}, now=now)
-        report_info = write_report(report, p["report_dir"], keep=500)
+        # A check-mode run's report is written (marked check mode) but prunes no real one.
+        report_info = write_report(report, p["report_dir"], keep=0 if module.check_mode else 500)
         link = page_url(p["report_url"], report)
         for msg in new_messages:
             msg.setdefault("report", link or report_info.get("markdown"))
