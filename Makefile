@@ -88,7 +88,7 @@ unit: venv
 # the two cores. A scenario keeps about one core busy and the integration
 # tests a worker's share less: run one stage after the other, pytest left the
 # machine a quarter idle for 12 minutes; together the workers keep it busy
-# (measured here: 37 min one after the other, 26.5 min at once; README).
+# (measured here: 37 min one after the other, 24.3 min at once; README).
 SUITES_JOBS ?= 3
 suites: venv testbed
 	pytest -q -n $(SUITES_JOBS) --dist loadgroup tests
@@ -133,7 +133,7 @@ molecule: venv testbed
 # machine. Each stage prints its time against its budget (README, "Checks of
 # the project itself"); a stage over budget is the place to look, not a
 # failure. Budgets (a fresh clone's .ci/run on the development machine, 15 %
-# slower than CI, took 28.5 min: venv 0.1, checks 1.3, suites 26.5, shifted 0.5):
+# slower than CI, took 26.9 min: venv 0.7, checks 1.4, suites 24.3, shifted 0.5):
 #   venv (fresh clone)                                   1.5 min
 #   checks: lint, sanity, 2.20 venv, testbed (at once)   2.5 min
 #   suites: pytest and the 23 Molecule scenarios (-n 3)   25 min
