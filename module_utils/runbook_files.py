@@ -152,16 +152,21 @@ def ensure_dir(path, mode=0o700):
     return path
 
 
+def _fill(fd, text):
+    """Write ``text`` to the new file ``fd`` and make it durable before it gets its real name."""
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def write_atomic(path, text, mode=0o600):
     directory = os.path.dirname(path)
     ensure_dir(directory)
     tmp = "%s.tmp-%d-%06x" % (path, os.getpid(), random.getrandbits(24))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _fill(fd, text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -181,10 +186,7 @@ def write_exclusive(path, text, mode=REPORT_FILE_MODE):
     tmp = os.path.join(directory, ".%s.tmp-%d-%06x" % (name, os.getpid(), random.getrandbits(24)))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _fill(fd, text)
         os.link(tmp, path)
     finally:
         os.unlink(tmp)

@@ -47,6 +47,14 @@ def register_module_utils():
             setattr(ansible.module_utils, name, importlib.import_module("ansible.module_utils." + name))
 
 
+def role_defaults(role):
+    """roles/<role>/defaults/main.yml as the role declares it (the one place a default is set)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    with open(os.path.join(REPO, "roles", role, "defaults", "main.yml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
 def load_module(name):
     """Import library/<name>.py as a Python module."""
     register_module_utils()

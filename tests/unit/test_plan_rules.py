@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 
-from tests.helpers import REPO, register_module_utils
+from tests.helpers import REPO, register_module_utils, role_defaults
 
 register_module_utils()
 
@@ -137,11 +136,6 @@ def test_the_bound_is_stated_in_the_problem():
 
 
 # --- the roles' declared defaults ---------------------------------------------------------
-
-def role_defaults(role):
-    with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
-        return yaml.safe_load(fh) or {}
-
 
 @pytest.mark.parametrize("role", sorted(set(r[0] for r in RANGES) - {"runbook"}))
 def test_the_roles_declared_defaults_pass_the_range_rules(role):

@@ -11,9 +11,8 @@ import json
 import os
 
 import pytest
-import yaml
 
-from tests.helpers import register_module_utils
+from tests.helpers import register_module_utils, role_defaults
 
 register_module_utils()
 
@@ -61,9 +60,7 @@ def test_reminders_follow_the_guides_response_times_at_most(severity, interval, 
 
 def repeat_s():
     """bemore_watch_repeat_minutes as the role declares it, in seconds."""
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "bemore_watch", "defaults",
-                           "main.yml")) as handle:
-        return 60 * int(yaml.safe_load(handle)["bemore_watch_repeat_minutes"])
+    return 60 * int(role_defaults("bemore_watch")["bemore_watch_repeat_minutes"])
 
 
 @pytest.mark.parametrize("repeat, severity, after", [
